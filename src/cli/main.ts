@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { UserError } from '../shared/errors.js';
+import { log } from '../shared/logging/logger.js';
+import { registerCommands } from './commands.js';
+
+const program = new Command('tfjs-ddp')
+  .description('Distributed data-parallel training for TensorFlow.js over gRPC')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = reportError(err);
+}
+
+/** Turns any error into one clear line (and a log record) and an exit code; no stack traces for user errors. */
+function reportError(err: unknown): number {
+  const e = err as { code?: string; exitCode?: number; message?: string };
+  if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+    // commander already printed its message (help, version or a usage error).
+    return e.exitCode ?? 1;
+  }
+  if (err instanceof UserError) {
+    log().error(err.message);
+    return err.exitCode;
+  }
+  log().error({ err }, e.message ?? String(err));
+  return 1;
+}

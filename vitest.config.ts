@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Tests spawn real processes and real gRPC servers; two cores is the budget,
+// so files run in at most two forks and long integration tests get room.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+  },
+});
