@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { registerDataCommand } from './data-command.js';
 
 /** Every subcommand registers itself here; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
-  void program;
+  registerDataCommand(program);
 }

@@ -1,0 +1,121 @@
+import { appendFile, mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CIFAR10_CLASS_NAMES, readCifarFolder } from '../../src/shared/data/cifar-binary-reader.js';
+import { RECORD_BYTES } from '../../src/shared/data/labeled-images.js';
+import { UserError } from '../../src/shared/errors.js';
+import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cifar-reader-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function expectUserError(promise: Promise<unknown>, message: RegExp): Promise<void> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UserError);
+  expect((err as Error).message).toMatch(message);
+}
+
+async function setByte(path: string, offset: number, value: number): Promise<void> {
+  const handle = await open(path, 'r+');
+  await handle.write(Buffer.from([value]), 0, 1, offset);
+  await handle.close();
+}
+
+describe('readCifarFolder', () => {
+  it('reads back exactly what was written: five batches in order, the test batch, the names', async () => {
+    const written = await writeSyntheticCifar(dir, { perBatch: 13, withTest: true, testCount: 7 });
+    const folder = await readCifarFolder(dir);
+    expect(folder.train.count).toBe(65);
+    expect(folder.train.labels).toEqual(written.train.labels);
+    expect(Buffer.from(folder.train.pixels).equals(Buffer.from(written.train.pixels))).toBe(true);
+    expect(folder.test?.count).toBe(7);
+    expect(folder.test?.labels).toEqual(written.test?.labels);
+    expect(Buffer.from(folder.test!.pixels).equals(Buffer.from(written.test!.pixels))).toBe(true);
+    expect(folder.classNames).toEqual(CIFAR10_CLASS_NAMES);
+  });
+
+  it('has no test split when test_batch.bin is absent', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 3 });
+    expect((await readCifarFolder(dir)).test).toBeUndefined();
+  });
+
+  it('reads the class names from batches.meta.txt, and falls back to the official ones', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2 });
+    const names = Array.from({ length: 10 }, (_, i) => `thing${i}`);
+    await writeFile(join(dir, 'batches.meta.txt'), `${names.join('\r\n')}\r\n`);
+    expect((await readCifarFolder(dir)).classNames).toEqual(names);
+    await rm(join(dir, 'batches.meta.txt'));
+    expect((await readCifarFolder(dir)).classNames).toEqual(CIFAR10_CLASS_NAMES);
+  });
+
+  it('rejects a missing folder', async () => {
+    const missing = join(dir, 'nope');
+    await expectUserError(readCifarFolder(missing), new RegExp(`${missing} does not exist`));
+  });
+
+  it('rejects a missing training batch, naming it', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2 });
+    await rm(join(dir, 'data_batch_3.bin'));
+    await expectUserError(readCifarFolder(dir), /data_batch_3\.bin is missing/);
+  });
+
+  it('rejects a truncated batch with its size and the record size', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 4 });
+    await truncate(join(dir, 'data_batch_3.bin'), 4 * RECORD_BYTES - 1);
+    await expectUserError(
+      readCifarFolder(dir),
+      /data_batch_3\.bin: 12291 bytes is not a multiple of 3073 \(record = 1 label byte \+ 3072 pixel bytes\); the file is truncated or not CIFAR-10 binary/,
+    );
+  });
+
+  it('rejects a batch with trailing bytes', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2 });
+    await appendFile(join(dir, 'data_batch_5.bin'), Buffer.alloc(100));
+    await expectUserError(readCifarFolder(dir), /data_batch_5\.bin: 6246 bytes is not a multiple/);
+  });
+
+  it('rejects an empty batch', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2 });
+    await writeFile(join(dir, 'data_batch_1.bin'), '');
+    await expectUserError(readCifarFolder(dir), /data_batch_1\.bin: the file is empty/);
+  });
+
+  it('checks the test batch too', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2, withTest: true });
+    await truncate(join(dir, 'test_batch.bin'), 5000);
+    await expectUserError(readCifarFolder(dir), /test_batch\.bin: 5000 bytes is not a multiple/);
+  });
+
+  it('rejects a label outside 0–9, naming the file and the record', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 6, withTest: true });
+    await setByte(join(dir, 'data_batch_2.bin'), 5 * RECORD_BYTES, 10);
+    await expectUserError(
+      readCifarFolder(dir),
+      /data_batch_2\.bin: record 5 \(byte offset 15365\) has label 10; CIFAR-10 labels are 0–9/,
+    );
+  });
+
+  it('rejects a bad label in the test batch', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2, withTest: true });
+    await setByte(join(dir, 'test_batch.bin'), RECORD_BYTES, 255);
+    await expectUserError(readCifarFolder(dir), /test_batch\.bin: record 1 .* has label 255/);
+  });
+
+  it('rejects a meta file without ten names', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 2 });
+    await writeFile(join(dir, 'batches.meta.txt'), 'cat\ndog\n');
+    await expectUserError(
+      readCifarFolder(dir),
+      /batches\.meta\.txt: found 2 class names, expected 10/,
+    );
+  });
+});
