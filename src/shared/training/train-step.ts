@@ -1,0 +1,188 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { OptimizerConfig } from '../config/train-config.js';
+import type { Batch } from '../data/batch.js';
+import { setDropoutKeys } from '../models/keyed-dropout.js';
+import { logitsModel } from '../models/zoo.js';
+import type { LrSchedule } from './lr-schedule.js';
+import { createOptimizer, type Optimizer, type OptimizerState } from './optimizer.js';
+import { layoutOf, readFlat, unflatten, type WeightLayout, writeFlat } from './weight-layout.js';
+
+export interface TrainStepOptions {
+  /** A zoo model (buildModel): its weights are trained in place. The caller owns and disposes it. */
+  model: tfl.LayersModel;
+  optimizer: OptimizerConfig;
+  schedule: LrSchedule;
+  /** λ of the L2 decay (see applyGradients). */
+  weightDecay: number;
+  /** The run's seed: keys dropout together with (epoch, sample index). */
+  seed: number;
+}
+
+/** What one replica computes on its share of a step. */
+export interface GradientResult {
+  /** Mean softmax cross-entropy over the batch (0 for an empty batch). */
+  loss: number;
+  /** Samples whose arg-max logit is their label. */
+  correct: number;
+  /** Samples in the batch: the weight of `grads` in a sample-weighted all-reduce. */
+  count: number;
+  /** Gradient of the mean loss (zeros for an empty batch), in `trainableLayout`. */
+  grads: Float32Array;
+}
+
+/**
+ * One replica's training step, split at the all-reduce:
+ *   computeGradients (local batch) → [sum over workers of count·grads, divided by Σcount] →
+ *   applyGradients (the same on every replica).
+ * A single process calls the two back to back. Weights and optimiser state move as flat
+ * Float32Arrays in fixed layouts (the model's weight order), for broadcast, fingerprints and
+ * checkpoints.
+ *
+ * Not re-entrant: one step at a time (dropout keys are process-global). Every tensor it makes is
+ * disposed before a method returns; dispose() frees the optimiser state (not the model).
+ */
+export class TrainStep {
+  /** The trainable weights: the layout of gradients and optimiser slots. */
+  readonly trainableLayout: WeightLayout;
+  /** Every weight (trainable first, then BatchNorm moving statistics): getWeights' layout. */
+  readonly weightsLayout: WeightLayout;
+  /** The non-trainable weights (BatchNorm moving mean/variance), a tail of weightsLayout. */
+  readonly movingStatsLayout: WeightLayout;
+
+  private readonly logits: tfl.LayersModel;
+  private readonly trainable: tf.Variable[];
+  private readonly all: tf.Variable[];
+  private readonly moving: tf.Variable[];
+  /** Whether each trainable weight is a kernel (rank ≥ 2), the only ones weight decay touches. */
+  private readonly decays: boolean[];
+  private readonly optimizer: Optimizer;
+  private readonly classCount: number;
+
+  constructor(private readonly opts: TrainStepOptions) {
+    const { model } = opts;
+    const vars = (ws: tfl.LayerVariable[]) => ws.map((w) => w.read() as tf.Variable);
+    const describe = (ws: tfl.LayerVariable[]) =>
+      ws.map((w) => ({ name: w.originalName, shape: w.shape as number[] }));
+    this.logits = logitsModel(model);
+    this.trainable = vars(model.trainableWeights);
+    this.moving = vars(model.nonTrainableWeights);
+    this.all = [...this.trainable, ...this.moving];
+    this.trainableLayout = layoutOf(describe(model.trainableWeights));
+    this.movingStatsLayout = layoutOf(describe(model.nonTrainableWeights));
+    this.weightsLayout = layoutOf(
+      describe([...model.trainableWeights, ...model.nonTrainableWeights]),
+    );
+    this.decays = model.trainableWeights.map((w) => w.shape.length >= 2);
+    this.optimizer = createOptimizer(opts.optimizer, this.trainable, this.trainableLayout);
+    this.classCount = (model.outputs[0].shape as number[])[1];
+  }
+
+  /**
+   * Forward and backward pass on `batch` in training mode (dropout on, BatchNorm on batch
+   * statistics, its moving statistics updated in place by the forward pass). `sampleIndices`
+   * are the batch's global dataset indices (in batch order) and, with `epoch`, key the dropout
+   * masks. Returns the gradient of the mean loss; pass `out` (trainableLayout.size floats) to
+   * reuse a buffer, else a new one is returned. The weights are not changed.
+   */
+  computeGradients(
+    batch: Batch,
+    sampleIndices: ArrayLike<number>,
+    epoch: number,
+    out = new Float32Array(this.trainableLayout.size),
+  ): GradientResult {
+    if (sampleIndices.length !== batch.count) {
+      throw new Error(`${sampleIndices.length} sample indices for a batch of ${batch.count}`);
+    }
+    if (batch.count === 0) return { loss: 0, correct: 0, count: 0, grads: out.fill(0) };
+    setDropoutKeys({ seed: this.opts.seed, epoch, sampleIndices });
+    try {
+      return tf.tidy(() => {
+        const xs = tf.tensor4d(batch.xs, [batch.count, 32, 32, 3]);
+        const labels = tf.tensor1d(batch.labels, 'int32');
+        const oneHot = tf.oneHot(labels, this.classCount);
+        let predicted: tf.Tensor | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const logits = this.logits.apply(xs, { training: true }) as tf.Tensor;
+          predicted = tf.keep(tf.argMax(logits, 1));
+          return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
+        }, this.trainable);
+        readFlat(
+          this.trainable.map((v) => grads[v.name]),
+          this.trainableLayout,
+          out,
+        );
+        const correct = tf.sum(tf.cast(tf.equal(predicted as tf.Tensor, labels), 'int32'));
+        const result = {
+          loss: value.dataSync()[0],
+          correct: correct.dataSync()[0],
+          count: batch.count,
+          grads: out,
+        };
+        predicted?.dispose();
+        return result;
+      });
+    } finally {
+      setDropoutKeys(null);
+    }
+  }
+
+  /**
+   * Applies a mean gradient (trainableLayout) as update number `step` (0-based): adds the L2
+   * decay λ·w to every kernel's gradient (not to biases or BatchNorm parameters), then takes an
+   * optimiser step at `schedule(step)`. λ·w is the gradient of (λ/2)·Σw² (PyTorch's weight_decay,
+   * the AlexNet paper's); Keras' l2(c) regulariser corresponds to λ = 2c. Every replica applies
+   * the same gradient to the same weights and state, so replicas stay identical. Returns the
+   * learning rate used.
+   */
+  applyGradients(meanGrads: Float32Array, step: number): { lr: number } {
+    if (meanGrads.length !== this.trainableLayout.size) {
+      throw new Error(
+        `gradient holds ${meanGrads.length} floats, the model has ${this.trainableLayout.size}`,
+      );
+    }
+    const lr = this.opts.schedule(step);
+    const lambda = this.opts.weightDecay;
+    tf.tidy(() => {
+      const decay = tf.scalar(lambda);
+      const grads = unflatten(meanGrads, this.trainableLayout).map((g, i) =>
+        lambda > 0 && this.decays[i] ? tf.add(g, tf.mul(decay, this.trainable[i])) : g,
+      );
+      this.optimizer.update(grads, lr);
+    });
+    return { lr };
+  }
+
+  /** All weights (weightsLayout), copied out: for broadcast, fingerprints and checkpoints. */
+  getWeights(): Float32Array {
+    return readFlat(this.all, this.weightsLayout);
+  }
+
+  /** Sets all weights (weightsLayout); `flat` is copied. Throws on a length mismatch. */
+  setWeights(flat: Float32Array): void {
+    writeFlat(this.all, this.weightsLayout, flat);
+  }
+
+  /** The BatchNorm moving statistics (movingStatsLayout), to average across replicas. */
+  getMovingStats(): Float32Array {
+    return readFlat(this.moving, this.movingStatsLayout);
+  }
+
+  setMovingStats(flat: Float32Array): void {
+    writeFlat(this.moving, this.movingStatsLayout, flat);
+  }
+
+  exportOptimizerState(): OptimizerState {
+    return this.optimizer.exportState();
+  }
+
+  /** Throws UserError when the state belongs to another optimiser kind or model. */
+  importOptimizerState(state: OptimizerState): void {
+    this.optimizer.importState(state);
+  }
+
+  /** Frees the optimiser's state. The model stays the caller's. */
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}

@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CHECKPOINT_FILE,
+  type Checkpoint,
+  readCheckpoint,
+  writeCheckpoint,
+} from '../../src/shared/training/checkpoint.js';
+import { ensureBuilt } from '../cli/run-cli.js';
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'checkpoint-'));
+  await ensureBuilt();
+}, 180_000);
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+function sample(step: number): Checkpoint {
+  return {
+    step,
+    cursor: { epoch: 2, offset: 96 },
+    seed: 42,
+    config: { model: 'lenet5', batchSize: 32 },
+    architecture: 'abc123',
+    // An odd length: the sections after it start at offsets that are not multiples of 8.
+    weights: Float32Array.from({ length: 1001 }, (_, i) => Math.sin(i) * step),
+    optimizer: {
+      kind: 'adam',
+      iterations: step,
+      slots: {
+        m: Float32Array.from({ length: 1001 }, (_, i) => i / 7),
+        v: Float32Array.from({ length: 1001 }, (_, i) => i * 1e-9),
+      },
+    },
+  };
+}
+
+describe('checkpoints', () => {
+  it('round-trip every field bit for bit and leave no temporary file behind', async () => {
+    const dir = join(work, 'roundtrip');
+    await mkdir(dir);
+    await writeCheckpoint(dir, sample(3));
+    await writeCheckpoint(dir, sample(7));
+    expect(await readdir(dir)).toEqual([CHECKPOINT_FILE]);
+    const back = await readCheckpoint(dir);
+    expect(back).toEqual(sample(7));
+  });
+
+  it('refuse a missing, foreign, truncated or corrupted file with a message naming it', async () => {
+    const dir = join(work, 'damaged');
+    await mkdir(dir);
+    const file = join(dir, CHECKPOINT_FILE);
+    await expect(readCheckpoint(dir)).rejects.toThrow(`no checkpoint at ${file}`);
+    await writeFile(file, 'hello, not a checkpoint');
+    await expect(readCheckpoint(dir)).rejects.toThrow(`${file} is not a tfjs-ddp checkpoint`);
+    await writeCheckpoint(dir, sample(1));
+    const bytes = readFileSync(file);
+    bytes[bytes.length - 5] ^= 0xff;
+    await writeFile(file, bytes);
+    await expect(readCheckpoint(dir)).rejects.toThrow(/is damaged: the weights do not match/);
+    await writeCheckpoint(dir, sample(1));
+    await truncate(file, bytes.length - 4);
+    await expect(readCheckpoint(dir)).rejects.toThrow(/is damaged: expected \d+ bytes.*truncated/);
+  });
+
+  it('survive a writer killed at any moment: the file is always a complete checkpoint', async () => {
+    const dir = join(work, 'killed');
+    await mkdir(dir);
+    const floats = 4_000_000; // 16 MB of weights + 16 MB of momentum per checkpoint
+    for (const delayMs of [0, 37, 113]) {
+      const child = spawn(process.execPath, [
+        join(import.meta.dirname, 'fixtures/checkpoint-writer.mjs'),
+        dir,
+        String(floats),
+      ]);
+      let written = 0;
+      await new Promise<void>((resolve, reject) => {
+        child.on('error', reject);
+        child.stderr.on('data', (d) => reject(new Error(String(d))));
+        child.stdout.on('data', (d: Buffer) => {
+          written = Math.max(written, ...String(d).trim().split('\n').map(Number));
+          if (written === 2) setTimeout(resolve, delayMs);
+        });
+      });
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.on('close', resolve));
+      const ckpt = await readCheckpoint(dir);
+      expect(ckpt.step).toBeGreaterThanOrEqual(written);
+      expect(ckpt.weights.length).toBe(floats);
+      expect(ckpt.weights.every((w) => w === ckpt.step)).toBe(true);
+      expect(ckpt.optimizer.slots.momentum.every((w) => w === ckpt.step)).toBe(true);
+    }
+  });
+});
