@@ -1,0 +1,91 @@
+import { UserError } from '../errors.js';
+import { type Bucket, planBuckets } from './bucket-plan.js';
+import type { Collective } from './collective.js';
+import { allReduceHook, type CommHook } from './comm-hooks.js';
+
+export interface GradientReducerOptions {
+  /** Elements of every trainable weight, in the order of the flat gradient. */
+  parameterSizes: readonly number[];
+  /** Default 1 MiB. */
+  firstBucketBytes?: number;
+  /** Default 25 MiB. */
+  bucketBytes?: number;
+  /** How each bucket travels; default allReduceHook (float32). */
+  hook?: CommHook;
+  /** Buckets in flight at once; default 4. */
+  maxInFlight?: number;
+}
+
+/** Label of the operation that sums the sample counts when the plan does not give G. */
+export const SAMPLE_COUNT_BUCKET = 0xffff_ffff;
+
+/**
+ * Turns each worker's mean gradient into the sample-weighted mean over all
+ * workers, Σ b_r·g_r / G with G = Σ b_r, exact for uneven shards (DDP's Reducer
+ * without autograd hooks: tfjs hands over all gradients at once, so overlap
+ * comes from pipelining buckets). The flat gradient is cut into fused buckets of
+ * whole parameters; each bucket is scaled by b_r/G and summed by the hook, up to
+ * `maxInFlight` buckets at once.
+ */
+export class GradientReducer {
+  readonly buckets: readonly Bucket[];
+  readonly totalElements: number;
+  private readonly hook: CommHook;
+  private readonly maxInFlight: number;
+
+  constructor(
+    private readonly collective: Collective,
+    opts: GradientReducerOptions,
+  ) {
+    this.buckets = planBuckets(opts.parameterSizes, opts.firstBucketBytes, opts.bucketBytes);
+    this.totalElements = opts.parameterSizes.reduce((a, b) => a + b, 0);
+    this.hook = opts.hook ?? allReduceHook;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
+  }
+
+  /**
+   * Replaces `grads` (the gradient of the mean loss over this worker's
+   * `localCount` samples; the caller owns it and must not touch it until this
+   * settles) by the weighted mean over all workers, identical on every rank.
+   * `globalCount` is G from the step plan; when omitted it is all-reduced first
+   * (one more tiny operation). A worker with no samples passes localCount 0.
+   *
+   * Every rank calls reduce() for the same step, in the same order relative to
+   * its other collective operations. Rejects with the collective's error (a lost
+   * or stalled peer, naming it) within its deadline; `grads` is then undefined.
+   * Check the result for NaN/Inf with findNonFinite (it reached every rank).
+   */
+  async reduce(grads: Float32Array, localCount: number, globalCount?: number): Promise<void> {
+    if (grads.length !== this.totalElements) {
+      throw new UserError(
+        `the gradient has ${grads.length} elements but the model's parameters have ${this.totalElements}`,
+      );
+    }
+    let total = globalCount;
+    if (total === undefined) {
+      const counts = Float32Array.of(localCount);
+      await this.collective.allReduceSum(counts, { bucket: SAMPLE_COUNT_BUCKET });
+      total = counts[0];
+    }
+    if (!(total > 0)) throw new UserError(`the global batch must hold samples; G is ${total}`);
+    const weight = localCount / total;
+
+    const inFlight = new Set<Promise<void>>();
+    for (const bucket of this.buckets) {
+      const values = grads.subarray(bucket.start, bucket.end);
+      if (weight !== 1) for (let i = 0; i < values.length; i++) values[i] *= weight;
+      const done: Promise<void> = this.hook(values, {
+        collective: this.collective,
+        bucketIndex: bucket.index,
+      }).then(() => {
+        inFlight.delete(done);
+      });
+      // The failure is reported through race() or all() below; the other
+      // buckets' identical rejections must not surface as unhandled.
+      done.catch(() => undefined);
+      inFlight.add(done);
+      if (inFlight.size >= this.maxInFlight) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  }
+}
