@@ -1,0 +1,141 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { type BackendRequest, initBackend } from '../src/shared/backend/select-backend.js';
+import { defaultRecipeFor } from '../src/shared/config/recipes.js';
+import type { Batch } from '../src/shared/data/batch.js';
+import { buildModel, countParams, isModelName } from '../src/shared/models/zoo.js';
+import { TrainStep } from '../src/shared/training/train-step.js';
+
+/**
+ * One model's compute benchmark, run in a process of its own (so that its peak RSS is its own):
+ * `node dist/bench/measure-step.js <model> <backend> <batch> <warmup> <steps> [profile]`.
+ * Times full training steps (forward, loss, gradients, flattening, optimiser apply) through the
+ * same TrainStep a worker uses, on a synthetic batch, with the model's recipe optimiser. Prints
+ * one JSON object (StepMeasurement) on stdout; with `profile`, also the heaviest kernels of one
+ * step on stderr.
+ */
+export interface StepMeasurement {
+  model: string;
+  backend: string;
+  device: string;
+  batch: number;
+  params: number;
+  warmupSteps: number;
+  /** Wall time of each timed step, and of its two halves. */
+  stepMs: number[];
+  /**
+   * CPU time of each timed step (user + system, this process): what the step costs on an idle
+   * machine (the wasm backend computes on one thread), where wall time also counts the time
+   * other processes take the CPU.
+   */
+  cpuMs: number[];
+  gradientsMs: number[];
+  applyMs: number[];
+  /** process.resourceUsage().maxRSS at the end, in MiB: includes the wasm heap, which never shrinks. */
+  peakRssMiB: number;
+  /** Tensors alive after the last step minus after the first: 0 unless something leaks. */
+  tensorGrowth: number;
+  kernels?: KernelCost[];
+}
+
+export interface KernelCost {
+  name: string;
+  calls: number;
+  ms: number;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [model, backendName, batchText, warmupText, stepsText, profile] = argv;
+  if (!isModelName(model)) throw new Error(`unknown model ${model}`);
+  const info = await initBackend(backendName as BackendRequest);
+  const batchSize = Number(batchText);
+  const recipe = defaultRecipeFor(model);
+  const net = buildModel(model, { seed: 1 });
+  const step = new TrainStep({
+    model: net,
+    optimizer: recipe.optimizer,
+    schedule: () => recipe.optimizer.lr,
+    weightDecay: recipe.weightDecay,
+    seed: 1,
+  });
+  const batch = syntheticBatch(batchSize);
+  const indices = Array.from({ length: batchSize }, (_, i) => i);
+  const grads = new Float32Array(step.trainableLayout.size);
+  let stepNo = 0;
+  const runStep = (): [number, number, number] => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    step.computeGradients(batch, indices, 0, grads);
+    const t1 = performance.now();
+    step.applyGradients(grads, stepNo++);
+    const t2 = performance.now();
+    const cpu = process.cpuUsage(c0);
+    return [t1 - t0, t2 - t1, (cpu.user + cpu.system) / 1000];
+  };
+
+  const warmup = Number(warmupText);
+  for (let i = 0; i < warmup; i++) runStep();
+  const tensorsBefore = tf.memory().numTensors;
+  const result: StepMeasurement = {
+    model,
+    backend: info.name,
+    device: info.device,
+    batch: batchSize,
+    params: countParams(net).totalParams,
+    warmupSteps: warmup,
+    stepMs: [],
+    cpuMs: [],
+    gradientsMs: [],
+    applyMs: [],
+    peakRssMiB: 0,
+    tensorGrowth: 0,
+  };
+  for (let i = 0; i < Number(stepsText); i++) {
+    const [g, a, cpu] = runStep();
+    result.gradientsMs.push(round(g));
+    result.applyMs.push(round(a));
+    result.stepMs.push(round(g + a));
+    result.cpuMs.push(round(cpu));
+  }
+  result.tensorGrowth = tf.memory().numTensors - tensorsBefore;
+  if (profile === 'profile') result.kernels = await profileStep(runStep);
+  result.peakRssMiB = round(process.resourceUsage().maxRSS / 1024);
+  step.dispose();
+  net.dispose();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+/** Kernel time of one step, summed by kernel name, heaviest first. */
+async function profileStep(runStep: () => void): Promise<KernelCost[]> {
+  const profile = await tf.profile(() => {
+    runStep();
+  });
+  const byName = new Map<string, KernelCost>();
+  for (const k of profile.kernels) {
+    // customGrad ops (e.g. fusedConv2d__op) wrap kernels that are listed on their own.
+    if (k.name.endsWith('__op')) continue;
+    const cost = byName.get(k.name) ?? { name: k.name, calls: 0, ms: 0 };
+    cost.calls++;
+    const timing = await k.kernelTimeMs;
+    cost.ms += typeof timing === 'number' ? timing : 0;
+    byName.set(k.name, cost);
+  }
+  return [...byName.values()].map((c) => ({ ...c, ms: round(c.ms) })).sort((a, b) => b.ms - a.ms);
+}
+
+/** Pixels uniform in [0, 1) (the 'scale' preprocessing) and uniform labels, fixed by a seed. */
+function syntheticBatch(count: number): Batch {
+  let state = 12345;
+  const next = () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state / 2 ** 32;
+  };
+  const xs = new Float32Array(count * 32 * 32 * 3).map(next);
+  const labels = new Int32Array(count).map(() => Math.floor(next() * 10));
+  return { count, xs, labels };
+}
+
+function round(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,58 @@
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import wabt from 'wabt';
+import { simdKernelsWat } from './simd-kernels-wat.js';
+import { winogradWat } from './winograd-wat.js';
+
+/**
+ * The exported functions of winograd-wat.ts and simd-kernels-wat.ts; every argument is an i32
+ * (pointers are byte offsets into the wasm backend's heap).
+ */
+export interface SimdKernels {
+  wino_in(...args: number[]): void;
+  wino_out(...args: number[]): void;
+  wino_filter(...args: number[]): void;
+  wino_dy(...args: number[]): void;
+  wino_wout(...args: number[]): void;
+  gemm_tn_acc(...args: number[]): void;
+  column_sum(...args: number[]): void;
+  max_pool_grad(...args: number[]): void;
+}
+
+/** The parts of the WebAssembly global used here (TypeScript's lib for Node lacks it). */
+interface WebAssemblyApi {
+  Memory: abstract new (...args: never[]) => object;
+  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
+}
+const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+
+let kernels: SimdKernels | undefined;
+
+/**
+ * Assembles the SIMD kernels (wabt, tens of ms) and instantiates them on the wasm backend's own
+ * memory, so that they read and write tensors in place. Call once after the wasm backend is
+ * initialised; later calls return the same instance.
+ */
+export async function loadSimdKernels(backend: BackendWasm): Promise<SimdKernels> {
+  if (kernels !== undefined) return kernels;
+  const memory = (backend.wasm as unknown as { asm?: { memory?: object } }).asm?.memory;
+  if (!(memory instanceof wasmApi.Memory)) {
+    throw new Error('the tfjs wasm module does not expose its memory (asm.memory)');
+  }
+  const toolkit = await wabt();
+  const wat = `(module\n(import "env" "memory" (memory 1))\n${winogradWat()}\n${simdKernelsWat()})`;
+  const parsed = toolkit.parseWat('tfjs-ddp-simd.wat', wat, { simd: true });
+  try {
+    parsed.validate();
+    const { buffer } = parsed.toBinary({});
+    const { instance } = await wasmApi.instantiate(buffer, { env: { memory } });
+    kernels = instance.exports as unknown as SimdKernels;
+    return kernels;
+  } finally {
+    parsed.destroy();
+  }
+}
+
+/** The kernels if loadSimdKernels has run, else undefined (callers then fall back). */
+export function simdKernels(): SimdKernels | undefined {
+  return kernels;
+}
