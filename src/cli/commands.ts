@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { registerCoordinatorCommand } from './coordinator-command.js';
 import { registerDataCommand } from './data-command.js';
 import { registerEvalCommand } from './eval-command.js';
 import { registerModelsCommand } from './models-command.js';
 import { registerTrainCommand } from './train-command.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 /** Every subcommand registers itself here; each lives in its own module under src/cli/. */
 export function registerCommands(program: Command): void {
@@ -10,4 +12,6 @@ export function registerCommands(program: Command): void {
   registerModelsCommand(program);
   registerTrainCommand(program);
   registerEvalCommand(program);
+  registerCoordinatorCommand(program);
+  registerWorkerCommand(program);
 }

@@ -1,5 +1,11 @@
 import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
+import {
+  addLaunchOptions,
+  isDistributed,
+  type LaunchFlags,
+  trainWithWorkers,
+} from '../coordinator/launcher.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
@@ -21,7 +27,9 @@ interface TrainCommandFlags extends TrainFlags {
 export function registerTrainCommand(program: Command): void {
   const command = program
     .command('train')
-    .description('train a model of the zoo on CIFAR-10 (one worker, in this process)');
+    .description(
+      'train a model of the zoo on CIFAR-10 (in this process, or with --workers N processes)',
+    );
   addTrainingOptions(command)
     .addOption(
       new Option('--backend <name>', 'compute backend: auto, tensorflow, wasm, cpu')
@@ -40,11 +48,11 @@ export function registerTrainCommand(program: Command): void {
       ).env('TFJS_DDP_CHECKPOINT_EVERY'),
     )
     .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
-    .option('--json', 'print only the final summary as one JSON object on stdout')
-    .action(async (flags: TrainCommandFlags) => {
-      const summary = await train(flags);
-      process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
-    });
+    .option('--json', 'print only the final summary as one JSON object on stdout');
+  addLaunchOptions(command).action(async (flags: TrainCommandFlags & LaunchFlags) => {
+    const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
+  });
 }
 
 async function train(flags: TrainCommandFlags): Promise<TrainSummary> {

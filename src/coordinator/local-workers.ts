@@ -17,9 +17,12 @@ export class WorkerProcessError extends Error {
     readonly rank: number,
     readonly exitCode: number | null,
     readonly signal: NodeJS.Signals | null,
+    /** The last error the worker logged, if any: usually why it exited. */
+    readonly lastError?: string,
   ) {
     super(
-      `worker ${rank} exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${exitCode}`}); see its log lines above`,
+      `worker ${rank} exited unexpectedly (${signal ? `signal ${signal}` : `exit code ${exitCode}`})` +
+        (lastError ? `: ${lastError}` : '; see its log lines above'),
     );
     this.name = 'WorkerProcessError';
   }
@@ -75,20 +78,28 @@ export class LocalWorkers {
     });
     this.children.set(spec.rank, child);
     const log = this.log.child({ rank: spec.rank });
+    let lastError: string | undefined;
     for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream! }).on('line', (line) => relayLine(log, line));
+      createInterface({ input: stream! }).on('line', (line) => {
+        lastError = relayLine(log, line) ?? lastError;
+      });
     }
     return new Promise<void>((resolve, reject) => {
       child.on('error', (err) => reject(err));
       child.on('exit', (code, signal) => {
         this.children.delete(spec.rank);
         if (code === 0 || this.stopping) return resolve();
-        const err = new WorkerProcessError(spec.rank, code, signal);
+        const err = new WorkerProcessError(spec.rank, code, signal, lastError);
         void this.stop();
         reject(err);
       });
     });
   }
+}
+
+/** Whether this process was started by LocalWorkers (a worker of `train --workers`). */
+export function launchedByParent(): boolean {
+  return process.env[PARENT_WATCH_ENV] === '1';
 }
 
 /**
@@ -117,9 +128,12 @@ const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fa
   60: 'fatal',
 };
 
-/** Re-emits a child's pino JSON line at its own level; any other output is kept as text. */
-function relayLine(log: Logger, line: string): void {
-  if (line.trim() === '') return;
+/**
+ * Re-emits a child's pino JSON line at its own level; any other output is kept as text.
+ * Returns the message of an error-level record.
+ */
+function relayLine(log: Logger, line: string): string | undefined {
+  if (line.trim() === '') return undefined;
   let record: Record<string, unknown> | undefined;
   try {
     const parsed: unknown = JSON.parse(line);
@@ -130,9 +144,11 @@ function relayLine(log: Logger, line: string): void {
   }
   if (!record) {
     log.info(line);
-    return;
+    return undefined;
   }
   const { level, msg, time: _time, pid: _pid, hostname: _host, rank: _rank, ...fields } = record;
   const method = LEVELS[Number(level)] ?? 'info';
-  log[method](fields, typeof msg === 'string' ? msg : '');
+  const text = typeof msg === 'string' ? msg : '';
+  log[method](fields, text);
+  return Number(level) >= 50 ? text : undefined;
 }

@@ -1,0 +1,264 @@
+import type { Compression } from '../shared/collectives/collective.js';
+import type { CollectiveName } from '../shared/collectives/create-collective.js';
+import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
+import type { TrainConfig } from '../shared/config/train-config.js';
+import { type DataFrom, encodeRunSettings } from '../shared/distributed/run-settings.js';
+import type { Security } from '../shared/distributed/security.js';
+import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
+import { UserError } from '../shared/errors.js';
+import { log } from '../shared/logging/logger.js';
+import type { Checkpoint } from '../shared/training/checkpoint.js';
+import type { TrainSummary } from '../shared/training/local-training.js';
+import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
+import { DEFAULT_GRPC_SETTINGS, PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
+import {
+  type ChannelEvents,
+  type ControlCall,
+  ControlChannel,
+  RunFailure,
+} from './control-channel.js';
+import { CoordinatorService } from './coordinator-service.js';
+import { type Admission, Membership } from './membership.js';
+import { type PreparedRun, prepareRun } from './prepared-run.js';
+import { trainWorld } from './train-world.js';
+import { WorkerGroup } from './worker-group.js';
+
+export interface CoordinatorOptions {
+  /** The run's configuration; `batchSize` is the global batch G. */
+  config: TrainConfig;
+  worldSize: number;
+  /** The run folder of a resumed run; absent: `out`, or a new folder under runs/. */
+  runDir?: string;
+  out?: string;
+  resumeFrom?: Checkpoint;
+  checkpointEvery?: number;
+  host: string;
+  /** 0: any free port (see Coordinator.port). */
+  port: number;
+  allReduce: CollectiveName;
+  compression: Compression;
+  firstBucketBytes: number;
+  bucketBytes: number;
+  fingerprintEvery: number;
+  dataFrom: DataFrom;
+  joinTimeoutMs: number;
+  stepTimeoutMs: number;
+  security: Security;
+  /** Once aborted, the run stops after the current step with a checkpoint. */
+  signal?: AbortSignal;
+}
+
+/** What the run shares between start-up, the world and the end. */
+export interface CoordinatorState extends PreparedRun {
+  opts: CoordinatorOptions;
+  membership: Membership;
+  reduction: StarReductionService;
+  server: RunningGrpcServer;
+}
+
+/**
+ * The coordinator of one distributed run: start() loads the data, builds the model (for the
+ * fingerprints, checkpoints and the export), and starts the gRPC server (CoordinatorService,
+ * the star ReductionService, health, reflection); run() admits `worldSize` workers within
+ * the join timeout, trains (see trainWorld) and stops them. abort() fails the run from
+ * outside (the launcher, when a worker process dies).
+ */
+export class Coordinator implements ChannelEvents {
+  private readonly channels = new Map<number, ControlChannel>();
+  private readonly group: WorkerGroup;
+  private worldFormed: (() => void) | undefined;
+  private worldFailed: ((error: Error) => void) | undefined;
+  private started = false;
+
+  private constructor(private readonly s: CoordinatorState) {
+    this.group = new WorkerGroup(s.opts.stepTimeoutMs);
+  }
+
+  /** The port the server listens on. */
+  get port(): number {
+    return this.s.server.port;
+  }
+
+  static async start(opts: CoordinatorOptions): Promise<Coordinator> {
+    const { config, resumeFrom } = opts;
+    const run = await prepareRun(opts);
+    const { data, plan, architecture, startStep, runDir } = run;
+    const settings = encodeRunSettings({
+      train: config,
+      architecture,
+      trainCount: data.train.count,
+      valCount: data.val.count,
+      totalSteps: plan.totalSteps,
+      startStep,
+      resume: resumeFrom !== undefined,
+      allReduce: opts.allReduce,
+      compression: opts.compression,
+      firstBucketBytes: opts.firstBucketBytes,
+      bucketBytes: opts.bucketBytes,
+      chunkBytes: 1024 * 1024,
+      stepTimeoutMs: opts.stepTimeoutMs,
+      heartbeatIntervalMs: Math.min(5000, opts.stepTimeoutMs / 4),
+      fingerprintEvery: opts.fingerprintEvery,
+      maxMessageBytes: DEFAULT_GRPC_SETTINGS.maxMessageBytes,
+      dataFrom: opts.dataFrom,
+    });
+    const membership = new Membership({
+      worldSize: opts.worldSize,
+      protocolVersion: PROTOCOL_VERSION,
+      modelName: config.model,
+      architecture,
+      token: opts.security.token,
+    });
+    // Below the workers' deadline: the reduction point knows which rank is missing, so it speaks first.
+    const reduction = new StarReductionService({
+      timeoutMs: Math.round(opts.stepTimeoutMs * 0.9),
+      helloTimeoutMs: opts.stepTimeoutMs,
+    });
+    let coordinator: Coordinator | undefined;
+    const service = new CoordinatorService({
+      membership,
+      worldSize: opts.worldSize,
+      runConfig: settings,
+      data,
+      checkpoint: resumeFrom && { weights: resumeFrom.weights, optimizer: resumeFrom.optimizer },
+      helloTimeoutMs: Math.min(opts.joinTimeoutMs, 60_000),
+      writeTimeoutMs: opts.stepTimeoutMs,
+      partBytes: DEFAULT_PART_BYTES,
+      onAttach: (admission, call) => coordinator?.attach(admission, call),
+    });
+    const server = await startGrpcServer({
+      host: opts.host,
+      port: opts.port,
+      services: [service, reduction],
+      // A worker's event loop is blocked during its step and cannot answer pings meanwhile.
+      settings: { keepaliveTimeoutMs: opts.stepTimeoutMs },
+      credentials: opts.security.server,
+    });
+    server.health.setStatus('tfjs_ddp.v1.Coordinator', 'SERVING');
+    coordinator = new Coordinator({ ...run, opts, membership, reduction, server });
+    log().info(
+      { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
+      `coordinator listening on ${opts.host}:${server.port}${opts.security.tls ? ' (TLS)' : ''}; waiting for ${opts.worldSize} worker${opts.worldSize > 1 ? 's' : ''} to join`,
+    );
+    return coordinator;
+  }
+
+  /**
+   * Admits the world, trains it and stops it. Resolves with the summary once the model is
+   * exported and every worker was told to stop; rejects with RunFailure (a worker lost,
+   * stalled or diverged), UserError, or TrainingInterrupted after a signal (checkpoint written).
+   */
+  async run(): Promise<TrainSummary> {
+    const { membership, reduction, server } = this.s;
+    let graceMs = 2000;
+    try {
+      await this.formWorld();
+      const summary = await trainWorld(this.s, this.group);
+      this.group.stop('');
+      await Promise.race([
+        Promise.all(this.group.channels.map((c) => c.closed)),
+        new Promise((resolve) => setTimeout(resolve, 10_000).unref()),
+      ]);
+      return summary;
+    } catch (error) {
+      const message = (error as Error).message;
+      if (error instanceof RunFailure) this.group.fail(error);
+      // Said now: stopping may take a moment (a stalled worker never closes its streams).
+      log().warn(`stopping every worker: ${message}`);
+      graceMs = 300;
+      this.group.stop(message);
+      for (const c of this.channels.values()) c.stop(message);
+      throw error;
+    } finally {
+      membership.stop();
+      reduction.stop('the run is over');
+      this.s.trainStep.dispose();
+      this.s.model.dispose();
+      await server.shutdown(graceMs);
+    }
+  }
+
+  /** Fails the run with `reason` (the first failure wins). */
+  abort(reason: string): void {
+    const error = new RunFailure(reason);
+    if (this.started) this.group.fail(error);
+    else this.worldFailed?.(error);
+  }
+
+  lost(channel: ControlChannel, error: RunFailure): void {
+    if (this.started) this.group.lost(channel, error);
+    else this.leave(channel, error.message);
+  }
+
+  reported(channel: ControlChannel, message: string): void {
+    if (this.started) this.group.reported(channel, message);
+    else this.leave(channel, `failed: ${message}`);
+  }
+
+  broken(channel: ControlChannel, error: RunFailure): void {
+    if (this.started) {
+      this.group.broken(channel, error);
+      return;
+    }
+    channel.stop(error.message);
+    this.leave(channel, error.message);
+  }
+
+  private attach(admission: Admission, call: ControlCall): void {
+    const channel = new ControlChannel(admission, call, this.s.opts.stepTimeoutMs, this);
+    this.channels.set(admission.rank, channel);
+    if (this.s.membership.complete) this.worldFormed?.();
+  }
+
+  private leave(channel: ControlChannel, why: string): void {
+    if (this.s.membership.leave(channel.rank) === 'freed') {
+      this.channels.delete(channel.rank);
+      log().warn(`${why}; rank ${channel.rank} is free again`);
+    }
+  }
+
+  /** Waits for every rank to join and open its control stream, then fixes the world. */
+  private async formWorld(): Promise<void> {
+    const { opts, membership } = this.s;
+    const timeoutS = opts.joinTimeoutMs / 1000;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const joined = membership.admissions.filter((a) => a.attached);
+        reject(
+          new RunFailure(
+            `only ${joined.length} of ${opts.worldSize} workers joined within the --join-timeout of ${timeoutS} s` +
+              (joined.length > 0
+                ? ` (joined: ${joined.map((a) => `rank ${a.rank} ${a.workerId}`).join(', ')})`
+                : ''),
+          ),
+        );
+      }, opts.joinTimeoutMs);
+      const onSignal = () =>
+        reject(
+          new UserError(
+            `interrupted by ${String(opts.signal?.reason)} before training started`,
+            130,
+          ),
+        );
+      opts.signal?.addEventListener('abort', onSignal, { once: true });
+      const settle = () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onSignal);
+      };
+      this.worldFormed = () => {
+        settle();
+        resolve();
+      };
+      this.worldFailed = (error) => {
+        settle();
+        reject(error);
+      };
+      if (membership.complete) this.worldFormed();
+    });
+    for (const admission of membership.start()) {
+      this.group.add(this.channels.get(admission.rank) as ControlChannel);
+    }
+    this.started = true;
+    this.group.watch();
+  }
+}

@@ -1,0 +1,233 @@
+import { randomUUID } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import type { DeviceInfo, JoinRequest } from '../gen/tfjs_ddp/v1/coordinator.js';
+import { tokensMatch } from '../shared/distributed/security.js';
+import { UserError } from '../shared/errors.js';
+
+/** A refused Join or Control hello: `code` is the gRPC status the server answers with. */
+export class JoinRefusal extends UserError {
+  constructor(
+    message: string,
+    readonly code: status,
+  ) {
+    super(message, 3);
+  }
+}
+
+/** What every worker must agree on to be admitted. */
+export interface AdmissionRules {
+  worldSize: number;
+  protocolVersion: number;
+  modelName: string;
+  architecture: string;
+  /** The shared join token, if the run has one. */
+  token?: string;
+}
+
+/** One admitted worker. */
+export interface Admission {
+  readonly rank: number;
+  readonly workerId: string;
+  readonly sessionId: string;
+  readonly peerAddress: string;
+  readonly device: DeviceInfo | undefined;
+  /** Whether its Control stream is open. */
+  attached: boolean;
+}
+
+/**
+ * - admitting: ranks are handed out; a worker that leaves frees its rank.
+ * - running: the world is fixed (generation 1); a worker that leaves ends the run.
+ * - stopped: nothing is admitted any more.
+ */
+export type MembershipState = 'admitting' | 'running' | 'stopped';
+
+/**
+ * Who is in the run: the only place that assigns ranks. A small state machine
+ * (admitting → running → stopped) with typed refusals; it does no I/O, so the gRPC service
+ * and the tests drive it alike.
+ */
+export class Membership {
+  private current: MembershipState = 'admitting';
+  private readonly byRank = new Map<number, Admission>();
+
+  constructor(private readonly rules: AdmissionRules) {}
+
+  get state(): MembershipState {
+    return this.current;
+  }
+
+  /** The admitted workers, by rank. */
+  get admissions(): Admission[] {
+    return [...this.byRank.values()].sort((a, b) => a.rank - b.rank);
+  }
+
+  /** Every rank admitted and its Control stream open: the world can start. */
+  get complete(): boolean {
+    return this.byRank.size === this.rules.worldSize && this.admissions.every((a) => a.attached);
+  }
+
+  /**
+   * Admits a worker or throws JoinRefusal: UNAUTHENTICATED (token), FAILED_PRECONDITION
+   * (protocol version, model or architecture differ; the run has started), ALREADY_EXISTS
+   * (worker id already admitted, rank asked for already taken), INVALID_ARGUMENT (no worker
+   * id or peer address, rank out of range), RESOURCE_EXHAUSTED (world full). The token is
+   * checked first, so that nothing about the run is told to a stranger.
+   * A worker that names no model takes the coordinator's (it checks the architecture itself).
+   */
+  admit(req: JoinRequest): Admission {
+    const { rules } = this;
+    const refuse = (code: status, message: string) => new JoinRefusal(message, code);
+    if (rules.token !== undefined && !tokensMatch(rules.token, req.token)) {
+      throw refuse(
+        status.UNAUTHENTICATED,
+        req.token === ''
+          ? 'this run needs a join token (--token or --token-file)'
+          : 'wrong join token',
+      );
+    }
+    if (req.protocolVersion !== rules.protocolVersion) {
+      throw refuse(
+        status.FAILED_PRECONDITION,
+        `protocol version differs: the worker speaks version ${req.protocolVersion}, the coordinator ${rules.protocolVersion} (use the same tfjs-ddp release on both)`,
+      );
+    }
+    if (req.modelName !== '' && req.modelName !== rules.modelName) {
+      throw refuse(
+        status.FAILED_PRECONDITION,
+        `model differs: the worker has ${req.modelName}, the coordinator trains ${rules.modelName}`,
+      );
+    }
+    if (req.architectureFingerprint !== '' && req.architectureFingerprint !== rules.architecture) {
+      throw refuse(
+        status.FAILED_PRECONDITION,
+        `architecture fingerprint of ${rules.modelName} differs: the worker's is ${req.architectureFingerprint.slice(0, 12)}…, the coordinator's ${rules.architecture.slice(0, 12)}… (different tfjs-ddp builds?)`,
+      );
+    }
+    if (req.workerId === '' || req.peerAddress === '') {
+      throw refuse(status.INVALID_ARGUMENT, 'a join must state worker_id and peer_address');
+    }
+    const same = this.admissions.find((a) => a.workerId === req.workerId);
+    if (same) {
+      throw refuse(
+        status.ALREADY_EXISTS,
+        `worker id ${req.workerId} has already joined (as rank ${same.rank})`,
+      );
+    }
+    if (this.current !== 'admitting' || this.byRank.size >= rules.worldSize) {
+      throw refuse(
+        status.RESOURCE_EXHAUSTED,
+        `the world is full: all ${rules.worldSize} ranks are taken${this.current === 'admitting' ? '' : ' and the run has started'}`,
+      );
+    }
+    const rank = this.chooseRank(req.requestedRank, refuse);
+    const admission: Admission = {
+      rank,
+      workerId: req.workerId,
+      sessionId: randomUUID(),
+      peerAddress: req.peerAddress,
+      device: req.device,
+      attached: false,
+    };
+    this.byRank.set(rank, admission);
+    return admission;
+  }
+
+  /**
+   * A Control stream says hello as `rank` with `sessionId`. Throws JoinRefusal:
+   * INVALID_ARGUMENT for a rank nobody was admitted as, PERMISSION_DENIED for a session id
+   * that is not that rank's, ALREADY_EXISTS when the rank already has a stream.
+   */
+  attach(rank: number, sessionId: string): Admission {
+    const admission = this.byRank.get(rank);
+    if (!admission || this.current === 'stopped') {
+      throw new JoinRefusal(
+        `rank ${rank} is not a rank of this run (join first; ranks admitted: ${this.admissions.map((a) => a.rank).join(', ') || 'none'})`,
+        status.INVALID_ARGUMENT,
+      );
+    }
+    if (admission.sessionId !== sessionId) {
+      throw new JoinRefusal(
+        `the session id does not belong to rank ${rank}`,
+        status.PERMISSION_DENIED,
+      );
+    }
+    if (admission.attached) {
+      throw new JoinRefusal(`rank ${rank} already has a control stream`, status.ALREADY_EXISTS);
+    }
+    admission.attached = true;
+    return admission;
+  }
+
+  /**
+   * The admission's Control stream ended. While admitting, the rank is freed for another
+   * worker ('freed'); once running, the run has lost a replica ('lost').
+   */
+  leave(rank: number): 'freed' | 'lost' | 'ignored' {
+    const admission = this.byRank.get(rank);
+    if (!admission?.attached) return 'ignored';
+    admission.attached = false;
+    if (this.current === 'admitting') {
+      this.byRank.delete(rank);
+      return 'freed';
+    }
+    return this.current === 'running' ? 'lost' : 'ignored';
+  }
+
+  /**
+   * Frees the rank of an admission whose Control stream never opened (the worker died between
+   * Join and Control), while admitting. Returns whether it was freed.
+   */
+  expire(rank: number, sessionId: string): boolean {
+    const admission = this.byRank.get(rank);
+    if (this.current !== 'admitting' || admission?.sessionId !== sessionId || admission.attached) {
+      return false;
+    }
+    this.byRank.delete(rank);
+    return true;
+  }
+
+  /** The session id's admission, if it is current (for data and checkpoint requests). */
+  bySession(sessionId: string): Admission | undefined {
+    return this.admissions.find((a) => a.sessionId === sessionId);
+  }
+
+  /** admitting → running; returns the world by rank. Throws if it is not complete. */
+  start(): Admission[] {
+    if (this.current !== 'admitting' || !this.complete) {
+      throw new Error(
+        `cannot start the world in state ${this.current} (complete: ${this.complete})`,
+      );
+    }
+    this.current = 'running';
+    return this.admissions;
+  }
+
+  stop(): void {
+    this.current = 'stopped';
+  }
+
+  private chooseRank(
+    requested: number | undefined,
+    refuse: (code: status, message: string) => JoinRefusal,
+  ): number {
+    const { worldSize } = this.rules;
+    if (requested === undefined) {
+      for (let rank = 0; ; rank++) if (!this.byRank.has(rank)) return rank;
+    }
+    if (!Number.isInteger(requested) || requested >= worldSize) {
+      throw refuse(
+        status.INVALID_ARGUMENT,
+        `rank ${requested} was asked for, but the world has ranks 0..${worldSize - 1}`,
+      );
+    }
+    const holder = this.byRank.get(requested);
+    if (holder) {
+      throw refuse(
+        status.ALREADY_EXISTS,
+        `rank ${requested} was asked for, but worker ${holder.workerId} holds it`,
+      );
+    }
+    return requested;
+  }
+}

@@ -1,0 +1,229 @@
+import {
+  type ChannelCredentials,
+  type ClientDuplexStream,
+  Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+import {
+  type ControlRequest,
+  type ControlResponse,
+  CoordinatorServiceClient,
+  type FetchCheckpointResponse,
+  type JoinRequest,
+  type JoinResponse,
+  type Split,
+} from '../gen/tfjs_ddp/v1/coordinator.js';
+import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
+import { SESSION_METADATA } from '../shared/distributed/run-settings.js';
+import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
+import { UserError } from '../shared/errors.js';
+import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
+import { waitForChannel } from '../shared/transport/client-stream.js';
+import { channelOptions, DEFAULT_GRPC_SETTINGS } from '../shared/transport/grpc-settings.js';
+
+export type Command = NonNullable<ControlResponse['kind']>;
+export type Report = NonNullable<ControlRequest['kind']>;
+
+/** A refusal or failure the coordinator answered with; exits like other transport faults. */
+export class CoordinatorError extends UserError {
+  constructor(message: string) {
+    super(message, 3);
+  }
+}
+
+/**
+ * A worker's connection to the coordinator: Join, then the Control stream (commands in,
+ * reports out, in order, with backpressure), and the data and checkpoint requests of a joined
+ * worker. Commands are handed out one at a time by next(); once the stream ends or fails,
+ * next() rejects with an error saying so (after a StopCommand, the stream's end is expected).
+ */
+export class CoordinatorLink {
+  private call: ClientDuplexStream<ControlRequest, ControlResponse> | undefined;
+  private writer: BackpressureWriter<ControlRequest> | undefined;
+  private readonly queue: Command[] = [];
+  private waiting: { resolve: (c: Command) => void; reject: (e: Error) => void } | undefined;
+  private ended: Error | undefined;
+  private session = { rank: -1, sessionId: '' };
+
+  private constructor(
+    private client: CoordinatorServiceClient,
+    readonly address: string,
+    private readonly credentials: ChannelCredentials,
+    private timeoutMs: number,
+  ) {}
+
+  /**
+   * Connects (retrying while the coordinator starts, up to `joinTimeoutMs`) and joins. Throws
+   * CoordinatorError with the coordinator's status and reason when it refuses.
+   */
+  static async join(
+    address: string,
+    request: JoinRequest,
+    opts: { credentials: ChannelCredentials; joinTimeoutMs: number },
+  ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
+    const client = new CoordinatorServiceClient(
+      address,
+      opts.credentials,
+      channelOptions(DEFAULT_GRPC_SETTINGS),
+    );
+    try {
+      await waitForChannel(client, 'the coordinator', address, opts.joinTimeoutMs);
+      const response = await new Promise<JoinResponse>((resolve, reject) => {
+        client.join(
+          request,
+          new Metadata(),
+          { deadline: Date.now() + opts.joinTimeoutMs },
+          (error, answer) => {
+            if (error)
+              reject(refusal(error, `the coordinator at ${address} refused to admit this worker`));
+            else resolve(answer);
+          },
+        );
+      });
+      const link = new CoordinatorLink(client, address, opts.credentials, opts.joinTimeoutMs);
+      return { link, response };
+    } catch (error) {
+      client.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Opens the Control stream as `rank` on a channel of its own; `timeoutMs` (the step timeout)
+   * bounds every write and request from now on, and its keepalive: a step blocks this
+   * process's event loop, so a ping's answer may wait that long to be read.
+   */
+  openControl(rank: number, sessionId: string, timeoutMs: number): void {
+    this.session = { rank, sessionId };
+    this.client.close();
+    this.client = new CoordinatorServiceClient(
+      this.address,
+      this.credentials,
+      channelOptions({ ...DEFAULT_GRPC_SETTINGS, keepaliveTimeoutMs: timeoutMs }),
+    );
+    const call = this.client.control();
+    this.call = call;
+    this.writer = new BackpressureWriter(call, `rank ${rank}`, 'the coordinator');
+    this.timeoutMs = timeoutMs;
+    call.on('data', (message: ControlResponse) => {
+      if (message.kind) this.push(message.kind);
+    });
+    call.on('error', (error: ServiceError) =>
+      this.end(refusal(error, `the control stream to the coordinator at ${this.address} failed`)),
+    );
+    call.on('end', () =>
+      this.end(
+        new CoordinatorError(`the coordinator at ${this.address} closed the control stream`),
+      ),
+    );
+    call.write({ kind: { $case: 'hello', value: { rank, sessionId } } });
+  }
+
+  /** The next command, in order. */
+  next(): Promise<Command> {
+    const command = this.queue.shift();
+    if (command) return Promise.resolve(command);
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+    });
+  }
+
+  /** Sends a report; resolves once the stream took it. */
+  send(report: Report): Promise<void> {
+    if (!this.writer) return Promise.reject(new Error('the control stream is not open'));
+    return this.writer.write({ kind: report }, this.timeoutMs);
+  }
+
+  /** Image bytes and labels of `indices` of a split, from the coordinator (in that order). */
+  async fetchSamples(split: Split, indices: readonly number[]): Promise<LabeledImages> {
+    const metadata = new Metadata();
+    metadata.set(SESSION_METADATA, this.session.sessionId);
+    const answer = await new Promise<{ indices: number[]; pixels: Uint8Array; labels: Uint8Array }>(
+      (resolve, reject) =>
+        this.client.fetchSamples(
+          { split, indices: [...indices] },
+          metadata,
+          { deadline: Date.now() + this.timeoutMs },
+          (error, response) =>
+            error
+              ? reject(refusal(error, 'FetchSamples from the coordinator failed'))
+              : resolve(response),
+        ),
+    );
+    const n = indices.length;
+    if (answer.pixels.length !== n * IMAGE_BYTES || answer.labels.length !== n) {
+      throw new CoordinatorError(
+        `the coordinator sent ${answer.pixels.length} pixel bytes and ${answer.labels.length} labels for ${n} samples`,
+      );
+    }
+    return { count: n, pixels: answer.pixels, labels: answer.labels };
+  }
+
+  /** The state the run resumes from (weights and optimiser state). */
+  fetchCheckpoint(): Promise<ReplicaState> {
+    const assembler = new StateAssembler('the coordinator', true);
+    const call = this.client.fetchCheckpoint(
+      { rank: this.session.rank, sessionId: this.session.sessionId },
+      undefined,
+      { deadline: Date.now() + this.timeoutMs },
+    );
+    return new Promise((resolve, reject) => {
+      call.on('data', (message: FetchCheckpointResponse) => {
+        try {
+          if (message.part) assembler.add(message.part);
+        } catch (error) {
+          call.cancel();
+          reject(error);
+        }
+      });
+      call.on('error', (error: ServiceError) => reject(refusal(error, 'FetchCheckpoint failed')));
+      call.on('end', () => {
+        if (assembler.complete) resolve(assembler.result());
+        else
+          reject(
+            new CoordinatorError('the coordinator ended FetchCheckpoint before the whole state'),
+          );
+      });
+    });
+  }
+
+  /** Half-closes the control stream and the channel. */
+  close(): void {
+    this.ended ??= new CoordinatorError('the link to the coordinator is closed');
+    try {
+      this.call?.end();
+    } catch {
+      // already gone
+    }
+    this.client.close();
+  }
+
+  private push(command: Command): void {
+    if (this.waiting) {
+      const { resolve } = this.waiting;
+      this.waiting = undefined;
+      resolve(command);
+    } else {
+      this.queue.push(command);
+    }
+  }
+
+  private end(error: Error): void {
+    if (this.ended) return;
+    this.ended = error;
+    this.writer?.fail(error);
+    if (this.waiting) {
+      const { reject } = this.waiting;
+      this.waiting = undefined;
+      reject(error);
+    }
+  }
+}
+
+function refusal(error: ServiceError, context: string): CoordinatorError {
+  return new CoordinatorError(
+    `${context}: ${status[error.code] ?? error.code}: ${error.details || error.message}`,
+  );
+}

@@ -1,0 +1,188 @@
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { Collective } from '../shared/collectives/collective.js';
+import { createCollective } from '../shared/collectives/create-collective.js';
+import type { RunSettings } from '../shared/distributed/run-settings.js';
+import { toStateParts } from '../shared/distributed/state-parts.js';
+import { UserError } from '../shared/errors.js';
+import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
+import type { PeerService } from '../shared/transport/peer-service.js';
+import { type Command, CoordinatorError, type CoordinatorLink } from './coordinator-link.js';
+import { Replica } from './replica.js';
+import { fetchedSamples, localSamples, type SampleSource } from './sample-source.js';
+
+/** The coordinator ended the run with an error (it knows why: nothing to report back). */
+class RunStopped extends CoordinatorError {}
+
+/** How long a failed worker waits for the coordinator's Stop before it exits anyway. */
+const STOP_GRACE_MS = 5000;
+
+export interface WorkerSessionOptions {
+  /** Joined, with its Control stream open. */
+  link: CoordinatorLink;
+  settings: RunSettings;
+  rank: number;
+  peerService: PeerService;
+  /** host:port of the coordinator (the star all-reduce's reduction point). */
+  coordinator: string;
+  dataDir: string | undefined;
+  credentials: ChannelCredentials;
+}
+
+/**
+ * A joined worker's part of the run: builds the model the coordinator names (and refuses to
+ * train one of another architecture), loads or fetches its samples, and executes the commands
+ * of the Control stream in order, reporting each result; heartbeats say what it is doing. A
+ * failure is reported to the coordinator (WorkerFailure) before run() rejects with it.
+ */
+export class WorkerSession {
+  private readonly state: { step: number; activity: string };
+  private collective: Collective | undefined;
+
+  constructor(private readonly o: WorkerSessionOptions) {
+    this.state = { step: o.settings.startStep, activity: 'loading the model and the data' };
+  }
+
+  /** Resolves on a Stop without error; rejects on a Stop with one, on a failure, or when `signal` aborts. */
+  async run(signal?: AbortSignal): Promise<void> {
+    const { link, settings } = this.o;
+    const heartbeat = setInterval(() => {
+      link.send({ $case: 'heartbeat', value: this.state }).catch(() => undefined);
+    }, settings.heartbeatIntervalMs);
+    let model: tfl.LayersModel | undefined;
+    let replica: Replica | undefined;
+    try {
+      model = buildModel(settings.train.model, { seed: settings.train.seed });
+      if (architectureFingerprint(model) !== settings.architecture) {
+        throw new UserError(
+          `this worker's build of ${settings.train.model} has another architecture than the coordinator's (different tfjs-ddp releases?)`,
+        );
+      }
+      replica = new Replica(model, settings, this.samples(), (activity) => {
+        this.state.activity = activity;
+      });
+      await this.execute(replica, signal);
+    } catch (error) {
+      await this.reportFailure(error as Error);
+      throw error;
+    } finally {
+      clearInterval(heartbeat);
+      await this.collective?.close();
+      replica?.dispose();
+      model?.dispose();
+    }
+  }
+
+  private async execute(replica: Replica, signal: AbortSignal | undefined): Promise<void> {
+    const stopped = new Promise<never>((_, reject) => {
+      signal?.addEventListener(
+        'abort',
+        () => reject(new UserError(`stopped by ${String(signal.reason)}`, 143)),
+        { once: true },
+      );
+    });
+    stopped.catch(() => undefined);
+    for (;;) {
+      const command = await Promise.race([this.o.link.next(), stopped]);
+      if (command.$case === 'stop') {
+        if (command.value.error === '') return;
+        throw new RunStopped(`the coordinator stopped the run: ${command.value.error}`);
+      }
+      await Promise.race([this.handle(command, replica), stopped]);
+    }
+  }
+
+  private async handle(command: Command, replica: Replica): Promise<void> {
+    const { link, settings } = this.o;
+    switch (command.$case) {
+      case 'membership': {
+        this.state.activity = 'connecting to the other workers';
+        const m = command.value;
+        this.collective = await createCollective(settings.allReduce, {
+          rank: this.o.rank,
+          worldSize: m.worldSize,
+          generation: m.generation,
+          timeoutMs: settings.stepTimeoutMs,
+          chunkBytes: settings.chunkBytes,
+          peerAddresses: m.peers.map((p) => p.address),
+          peerService: this.o.peerService,
+          reductionAddress: this.o.coordinator,
+          // A neighbour in its step cannot answer pings: allow for the longest step.
+          settings: {
+            keepaliveTimeoutMs: settings.stepTimeoutMs,
+            maxMessageBytes: settings.maxMessageBytes,
+          },
+          credentials: this.o.credentials,
+        });
+        replica.useCollective(this.collective);
+        return;
+      }
+      case 'initializeWeights': {
+        const { fromCheckpoint, rootRank } = command.value;
+        const fingerprint = await replica.initialize(fromCheckpoint, rootRank, () =>
+          link.fetchCheckpoint(),
+        );
+        await link.send({ $case: 'fingerprint', value: { step: settings.startStep, fingerprint } });
+        return;
+      }
+      case 'stepPlan': {
+        this.state.step = command.value.step + 1;
+        const metrics = await replica.step(command.value);
+        await link.send({ $case: 'stepMetrics', value: metrics });
+        return;
+      }
+      case 'evaluate': {
+        const metrics = await replica.evaluate(command.value);
+        await link.send({ $case: 'evaluationMetrics', value: metrics });
+        return;
+      }
+      case 'fingerprint': {
+        const { step } = command.value;
+        const fingerprint = await replica.fingerprint(step);
+        await link.send({ $case: 'fingerprint', value: { step, fingerprint } });
+        return;
+      }
+      case 'checkpoint': {
+        const state = await replica.checkpoint(command.value);
+        if (!state) return;
+        this.state.activity = `sending its state for the checkpoint after step ${command.value.step}`;
+        const partBytes = Math.min(4 * 1024 * 1024, settings.maxMessageBytes / 4);
+        for (const part of toStateParts(state, command.value.checkpointId, partBytes)) {
+          await link.send({ $case: 'statePart', value: part });
+        }
+        return;
+      }
+    }
+  }
+
+  private samples(): Promise<SampleSource> {
+    const { settings, link, dataDir } = this.o;
+    const samples =
+      settings.dataFrom === 'coordinator'
+        ? Promise.resolve(fetchedSamples(settings, (split, ids) => link.fetchSamples(split, ids)))
+        : localSamples(settings, dataDir);
+    // Awaited by the first step; failing to load must not count as unhandled before then.
+    samples.catch(() => undefined);
+    return samples;
+  }
+
+  /** Tells the coordinator why this worker stops, then gives it a moment to answer with a Stop. */
+  private async reportFailure(error: Error): Promise<void> {
+    if (error instanceof RunStopped) return;
+    const { link } = this.o;
+    const grace = () => new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref());
+    try {
+      await Promise.race([
+        link.send({ $case: 'failure', value: { step: this.state.step, message: error.message } }),
+        grace(),
+      ]);
+      const stop = (async () => {
+        for (;;) if ((await link.next()).$case === 'stop') return;
+      })();
+      stop.catch(() => undefined);
+      await Promise.race([stop, grace()]);
+    } catch {
+      // The coordinator is gone too: nothing more to tell it.
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { hostname } from 'node:os';
+import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import { decodeRunSettings } from '../shared/distributed/run-settings.js';
+import type { Security } from '../shared/distributed/security.js';
+import { log } from '../shared/logging/logger.js';
+import { architectureFingerprint, buildModel, parseModelName } from '../shared/models/zoo.js';
+import { startGrpcServer } from '../shared/transport/grpc-server.js';
+import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
+import { PeerService } from '../shared/transport/peer-service.js';
+import { CoordinatorLink } from './coordinator-link.js';
+import { WorkerSession } from './worker-session.js';
+
+export interface WorkerOptions {
+  /** host:port of the coordinator. */
+  coordinator: string;
+  bindHost: string;
+  /** 0: any free port (the real one is advertised). */
+  peerPort: number;
+  advertiseHost: string;
+  /** The CIFAR-10 folder, when the run reads local data. */
+  dataDir?: string;
+  backend: BackendRequest;
+  gpu: boolean;
+  /** The model this worker expects; absent: the coordinator's. */
+  model?: string;
+  /** The rank to ask for; absent: the lowest free one. */
+  rank?: number;
+  joinTimeoutMs: number;
+  security: Security;
+  /** Once aborted (SIGTERM), the worker reports the reason as its failure and stops. */
+  signal?: AbortSignal;
+}
+
+/**
+ * One worker process: initialises the backend (saying which device it computes on; with
+ * `gpu`, failing rather than running on a CPU), starts its PeerService, joins the coordinator
+ * (stating the protocol version, model and architecture fingerprint), then executes the
+ * coordinator's commands (WorkerSession). Resolves when the run completed; rejects when the
+ * coordinator stopped the run with an error or this worker failed (after telling it why).
+ */
+export async function runWorker(opts: WorkerOptions): Promise<void> {
+  const backend = await initBackend(opts.backend, { gpu: opts.gpu });
+  log().info(
+    { device: backend.device },
+    `this worker computes on ${backend.device} (${backend.name} backend)`,
+  );
+  let architecture = '';
+  if (opts.model !== undefined) {
+    const model = buildModel(parseModelName(opts.model), { seed: 0 });
+    architecture = architectureFingerprint(model);
+    model.dispose();
+  }
+  const peerService = new PeerService(opts.joinTimeoutMs);
+  const server = await startGrpcServer({
+    host: opts.bindHost,
+    port: opts.peerPort,
+    services: [peerService],
+    // The ring's clients ping; this server need not (a neighbour in its step could not answer).
+    settings: { keepaliveTimeMs: 3_600_000 },
+    credentials: opts.security.server,
+  });
+  const peerAddress = `${opts.advertiseHost}:${server.port}`;
+  try {
+    const { link, response } = await CoordinatorLink.join(
+      opts.coordinator,
+      {
+        protocolVersion: PROTOCOL_VERSION,
+        modelName: opts.model ?? '',
+        architectureFingerprint: architecture,
+        token: opts.security.token ?? '',
+        peerAddress,
+        device: {
+          backend: backend.name,
+          device: backend.device,
+          hostname: hostname(),
+          pid: process.pid,
+        },
+        workerId: `${hostname()}:${process.pid}`,
+        requestedRank: opts.rank,
+      },
+      { credentials: opts.security.channel, joinTimeoutMs: opts.joinTimeoutMs },
+    );
+    try {
+      const settings = decodeRunSettings(response.config);
+      log().info(
+        { rank: response.rank },
+        `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}; peers reach it at ${peerAddress}`,
+      );
+      link.openControl(response.rank, response.sessionId, settings.stepTimeoutMs);
+      const session = new WorkerSession({
+        link,
+        settings,
+        rank: response.rank,
+        peerService,
+        coordinator: opts.coordinator,
+        dataDir: opts.dataDir,
+        credentials: opts.security.channel,
+      });
+      await session.run(opts.signal);
+    } finally {
+      link.close();
+    }
+  } finally {
+    await server.shutdown(500);
+  }
+}

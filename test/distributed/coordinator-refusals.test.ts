@@ -1,0 +1,196 @@
+// A real `tfjs-ddp coordinator` process refuses joins and messages that cannot belong to its
+// run with the promised gRPC status and a message saying what differs, and keeps serving;
+// when the world does not form within --join-timeout it exits with a clear error.
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CoordinatorServiceClient, Split } from '../../src/gen/tfjs_ddp/v1/coordinator.js';
+import { PROTOCOL_VERSION } from '../../src/shared/transport/grpc-settings.js';
+import { statusAfter } from '../transport/raw-call.js';
+import { ensureBuilt, errorLines, startCli } from './cli-runs.js';
+import {
+  coordinatorClient,
+  healthStatus,
+  join,
+  joinRequest,
+  listeningPort,
+  modelFingerprints,
+  sessionMetadata,
+} from './fake-worker.js';
+
+const TOKEN = 's3cret';
+const JOIN_TIMEOUT_S = 10;
+let coordinator: ChildProcessWithoutNullStreams;
+let stderr = '';
+let exited: Promise<number | null>;
+let port: number;
+let client: CoordinatorServiceClient;
+let architecture: string;
+let session0: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  architecture = (await modelFingerprints('lenet5')).architecture;
+  coordinator = startCli(
+    [
+      'coordinator',
+      '--world-size',
+      '2',
+      '--port',
+      '0',
+      '--bind-host',
+      '127.0.0.1',
+      '--model',
+      'lenet5',
+      '--dataset',
+      'synthetic',
+      '--steps',
+      '2',
+      '--batch-size',
+      '4',
+      '--backend',
+      'cpu',
+      '--join-timeout',
+      String(JOIN_TIMEOUT_S),
+    ],
+    { env: { TFJS_DDP_TOKEN: TOKEN } },
+  );
+  coordinator.stderr.on('data', (d) => (stderr += d));
+  exited = new Promise((resolve) => coordinator.on('close', (code) => resolve(code)));
+  port = await listeningPort(coordinator);
+  client = coordinatorClient(port);
+}, 120_000);
+
+afterAll(() => {
+  client?.close();
+  if (coordinator?.exitCode === null) coordinator.kill('SIGKILL');
+});
+
+const good = (fields = {}) =>
+  joinRequest({ architectureFingerprint: architecture, token: TOKEN, ...fields });
+
+function refusal(error: ServiceError | undefined): [string, string] {
+  return [status[error?.code ?? status.OK], error?.details ?? ''];
+}
+
+describe('Join', () => {
+  it('refuses a wrong or missing token with UNAUTHENTICATED, before anything else', async () => {
+    expect(
+      refusal((await join(client, good({ token: 'guess', modelName: 'vgg16' }))).error),
+    ).toEqual(['UNAUTHENTICATED', 'wrong join token']);
+    expect(refusal((await join(client, good({ token: '' }))).error)[0]).toBe('UNAUTHENTICATED');
+  });
+
+  it('refuses another protocol version, model or architecture with FAILED_PRECONDITION saying what differs', async () => {
+    const version = await join(client, good({ protocolVersion: PROTOCOL_VERSION + 1 }));
+    expect(refusal(version.error)).toEqual([
+      'FAILED_PRECONDITION',
+      expect.stringMatching(
+        /^protocol version differs: the worker speaks version 2, the coordinator 1/,
+      ),
+    ]);
+    const model = await join(client, good({ modelName: 'baseline' }));
+    expect(refusal(model.error)).toEqual([
+      'FAILED_PRECONDITION',
+      'model differs: the worker has baseline, the coordinator trains lenet5',
+    ]);
+    const fingerprint = await join(client, good({ architectureFingerprint: 'f'.repeat(64) }));
+    expect(refusal(fingerprint.error)).toEqual([
+      'FAILED_PRECONDITION',
+      expect.stringMatching(
+        /^architecture fingerprint of lenet5 differs: the worker's is ffffffffffff…/,
+      ),
+    ]);
+  });
+
+  it('refuses a message over the size limit with RESOURCE_EXHAUSTED', async () => {
+    const huge = await join(client, good({ workerId: 'x'.repeat(65 * 1024 * 1024) }));
+    expect(huge.error?.code).toBe(status.RESOURCE_EXHAUSTED);
+  });
+
+  it('admits a worker with its rank and the run configuration, and refuses the same worker twice', async () => {
+    const first = await join(client, good({ workerId: 'worker-a' }));
+    expect(first.response).toMatchObject({
+      rank: 0,
+      worldSize: 2,
+      config: { modelName: 'lenet5' },
+    });
+    session0 = first.response?.sessionId ?? '';
+    const again = await join(client, good({ workerId: 'worker-a' }));
+    expect(refusal(again.error)).toEqual([
+      'ALREADY_EXISTS',
+      'worker id worker-a has already joined (as rank 0)',
+    ]);
+  });
+});
+
+describe('Control, FetchSamples and FetchCheckpoint', () => {
+  it('refuses a control stream for an unknown rank, a wrong session, or without a hello', async () => {
+    const unknown = await statusAfter(client.control(), [
+      { kind: { $case: 'hello', value: { rank: 7, sessionId: session0 } } },
+    ]);
+    expect([status[unknown.code], unknown.details]).toEqual([
+      'INVALID_ARGUMENT',
+      'rank 7 is not a rank of this run (join first; ranks admitted: 0)',
+    ]);
+    const stolen = await statusAfter(client.control(), [
+      { kind: { $case: 'hello', value: { rank: 0, sessionId: 'not-the-session' } } },
+    ]);
+    expect(status[stolen.code]).toBe('PERMISSION_DENIED');
+    const rude = await statusAfter(client.control(), [
+      { kind: { $case: 'heartbeat', value: { step: 0, activity: 'x' } } },
+    ]);
+    expect(status[rude.code]).toBe('INVALID_ARGUMENT');
+  });
+
+  it('serves samples to joined workers only, and refuses bad requests with INVALID_ARGUMENT', async () => {
+    const fetch = (indices: number[], session?: string) =>
+      new Promise<{ error?: ServiceError; pixels?: Uint8Array }>((resolve) =>
+        client.fetchSamples(
+          { split: Split.SPLIT_TRAIN, indices },
+          session ? sessionMetadata(session) : sessionMetadata('stranger'),
+          (error, answer) => resolve(error ? { error } : { pixels: answer.pixels }),
+        ),
+      );
+    expect(refusal((await fetch([0])).error)[0]).toBe('UNAUTHENTICATED');
+    expect(refusal((await fetch([0, 2000], session0)).error)).toEqual([
+      'INVALID_ARGUMENT',
+      'sample 2000 is out of range: the training split has 2000',
+    ]);
+    expect(refusal((await fetch(new Array(9000).fill(0), session0)).error)[0]).toBe(
+      'INVALID_ARGUMENT',
+    );
+    expect((await fetch([0, 1999], session0)).pixels?.length).toBe(2 * 3072);
+  });
+
+  it('answers FetchCheckpoint with NOT_FOUND when the run does not resume', async () => {
+    const call = client.fetchCheckpoint({ rank: 0, sessionId: session0 });
+    const code = await new Promise<number>((resolve) => {
+      call.on('error', (e: ServiceError) => resolve(e.code));
+      call.on('data', () => undefined);
+    });
+    expect(status[code]).toBe('NOT_FOUND');
+  });
+
+  it('refuses a join once every rank is taken, with RESOURCE_EXHAUSTED', async () => {
+    expect((await join(client, good({ workerId: 'worker-b' }))).response?.rank).toBe(1);
+    expect(refusal((await join(client, good({ workerId: 'worker-c' }))).error)).toEqual([
+      'RESOURCE_EXHAUSTED',
+      'the world is full: all 2 ranks are taken',
+    ]);
+  });
+
+  it('kept serving through all of it (health SERVING)', async () => {
+    expect(await healthStatus(port, '')).toBe('SERVING');
+    expect(await healthStatus(port, 'tfjs_ddp.v1.Coordinator')).toBe('SERVING');
+  });
+});
+
+describe('--join-timeout', () => {
+  it('stops the coordinator with a clear error when the world does not form', async () => {
+    expect(await exited).toBe(3);
+    expect(errorLines(stderr).at(-1)).toBe(
+      `only 0 of 2 workers joined within the --join-timeout of ${JOIN_TIMEOUT_S} s`,
+    );
+  }, 30_000);
+});

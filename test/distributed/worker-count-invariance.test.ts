@@ -1,0 +1,148 @@
+// Worker-count invariance (DESIGN.md): with the same seed, global batch and number of steps,
+// N workers end with the weights one process ends with, up to float rounding, in ring and in
+// star mode. The global batch of 25 splits unevenly over 2 (13/12) and 3 (9/8/8) workers,
+// and the 170 training images leave an uneven last batch of 20 before the run crosses into
+// epoch 1 (a new permutation); augmentation is on (keyed by global sample index).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../cli/run-cli.js';
+import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
+import { ensureBuilt, errorLines, finalWeights, relativeError, train } from './cli-runs.js';
+
+let work: string;
+let data: string;
+let reference: Float32Array;
+
+const STEPS = 9;
+const common = () => [
+  '--model',
+  'lenet5',
+  '--data',
+  data,
+  '--val-size',
+  '20',
+  '--steps',
+  String(STEPS),
+  '--optimizer',
+  'sgd',
+  '--lr',
+  '0.05',
+  '--momentum',
+  '0.9',
+  '--augment',
+  '--backend',
+  'wasm',
+];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ddp-invariance-'));
+  data = join(work, 'cifar');
+  await writeSyntheticCifar(data, { perBatch: 38 });
+  await ensureBuilt();
+  const single = join(work, 'single');
+  const { summary } = await train([...common(), '--batch-size', '25', '--out', single]);
+  expect(summary).toMatchObject({ workers: 1, steps: STEPS });
+  reference = await finalWeights(single);
+}, 300_000);
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('N workers train the weights one process trains', () => {
+  it.each([
+    ['ring', 2],
+    ['ring', 3],
+    ['star', 2],
+    ['star', 3],
+  ])('%s all-reduce with %i workers', async (mode, workers) => {
+    const out = join(work, `${mode}-${workers}`);
+    const { summary } = await train([
+      ...common(),
+      '--workers',
+      String(workers),
+      '--global-batch-size',
+      '25',
+      '--allreduce',
+      mode,
+      '--fingerprint-every',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(summary).toMatchObject({
+      model: 'lenet5',
+      backend: 'wasm',
+      workers,
+      steps: STEPS,
+      runDir: out,
+    });
+    expect(relativeError(await finalWeights(out), reference)).toBeLessThan(1e-5);
+    // One line per step (with the workers' timings) and one evaluation per epoch end and at the end.
+    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const steps = lines.filter((l) => l.type === 'step');
+    expect(steps.map((l) => l.images)).toEqual([25, 25, 25, 25, 25, 25, 20, 25, 25]);
+    expect(steps.every((l) => l.workers === workers && l.timings.computeMs > 0)).toBe(true);
+    expect(lines.filter((l) => l.type === 'eval').map((l) => l.step)).toEqual([7, 9]);
+  });
+
+  it('compresses gradients to bf16 on the wire and still keeps the replicas identical', async () => {
+    const out = join(work, 'bf16');
+    await train([
+      ...common(),
+      '--workers',
+      '2',
+      '--global-batch-size',
+      '25',
+      '--grad-compression',
+      'bf16',
+      '--fingerprint-every',
+      '1',
+      '--out',
+      out,
+    ]);
+    // Close to the float32 run (bf16 keeps 8 bits of mantissa), but not the same.
+    const error = relativeError(await finalWeights(out), reference);
+    expect(error).toBeGreaterThan(0);
+    expect(error).toBeLessThan(1e-2);
+  });
+});
+
+describe('a gradient that is not finite', () => {
+  it('is skipped on every replica alike, and a run that keeps diverging is stopped', async () => {
+    // A rate of 1e38 blows the weights up after step 1: from then on the loss is not finite.
+    const out = join(work, 'diverged');
+    const args = common().map((a, i, all) => (all[i - 1] === '--lr' ? '1e38' : a));
+    const longer = args.map((a, i, all) => (all[i - 1] === '--steps' ? '20' : a));
+    const result = await runCli([
+      'train',
+      ...longer,
+      '--workers',
+      '2',
+      '--global-batch-size',
+      '25',
+      '--fingerprint-every',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(result.code).toBe(3);
+    expect(errorLines(result.stderr).at(-1)).toMatch(
+      /^training diverged: the gradient was not finite in 10 steps in a row, up to step 11 \(the loss or gradient of rank \d is not finite/,
+    );
+    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    // Replicas stayed identical throughout (fingerprints after every step), skipping 2..11.
+    const steps = lines.filter((l) => l.type === 'step');
+    expect(steps.map((l) => [l.step, l.skipped === true])).toEqual(
+      Array.from({ length: 11 }, (_, i) => [i + 1, i > 0]),
+    );
+  });
+});
