@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# CPU image of tfjs-ddp: the coordinator and workers on the WebAssembly backend
+# (@tensorflow/tfjs-backend-wasm, shipped with the package; no native download).
+#   docker build -t tfjs-ddp:0.1.0 .
+# For CUDA workers build Dockerfile.gpu instead.
+
+# Node 20 (the package's engine), pinned; pin the digest too when you publish.
+FROM node:20.20.2-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# No dependency runs an install script: the build needs none (tsc only).
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+RUN npm run build \
+ && npm prune --omit=dev --ignore-scripts
+
+FROM node:20.20.2-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/proto ./proto
+COPY --from=build /app/dist/src ./dist/src
+# The image's own user `node` (uid 1000), by number so that Kubernetes can verify
+# runAsNonRoot. Nothing under /app is writable by it.
+USER 1000:1000
+# The coordinator's gRPC port and a worker's peer port (defaults of the CLI).
+EXPOSE 7070 7071
+ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+CMD ["--help"]

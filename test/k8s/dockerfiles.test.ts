@@ -1,0 +1,124 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Copy } from 'dockerfile-ast';
+import { validate } from 'dockerfile-utils';
+import { run as dockerfilelint } from 'dockerfilelint';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { optionForFlag, requireCommand } from './cli-options.js';
+import {
+  entrypoint,
+  instructionsOf,
+  type ParsedDockerfile,
+  parseDockerfile,
+} from './dockerfile-model.js';
+import { ROOT } from './render.js';
+
+// No Docker engine runs here, so the images are checked statically: two linters (the
+// Dockerfile parser/validator of VS Code's Docker support, and dockerfilelint's best
+// practices) and the project's rules. docker-context.test.ts runs the build steps.
+
+const FILES = ['Dockerfile', 'Dockerfile.gpu'] as const;
+const parsed = new Map<string, ParsedDockerfile>();
+let pkg: {
+  bin: Record<string, string>;
+  engines: { node: string };
+  peerDependencies: Record<string, string>;
+};
+
+beforeAll(async () => {
+  for (const file of FILES) parsed.set(file, await parseDockerfile(file));
+  pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
+});
+
+const runs = (d: ParsedDockerfile) =>
+  d.stages.flatMap((s) => instructionsOf(s, 'RUN').map((i) => i.getArgumentsContent() ?? ''));
+
+describe.each(FILES)('%s', (file) => {
+  const dockerfile = () => parsed.get(file)!;
+
+  it('passes dockerfile-utils validation and dockerfilelint', () => {
+    const problems = validate(dockerfile().text).map(
+      (d) => `${d.range.start.line + 1}: ${d.message}`,
+    );
+    expect(problems).toEqual([]);
+    const lint = dockerfilelint(join(ROOT, file), dockerfile().text).map(
+      (d) => `${d.line}: ${d.title}`,
+    );
+    expect(lint).toEqual([]);
+  });
+
+  it('builds in stages from bases pinned to exact versions', () => {
+    const { stages } = dockerfile();
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const stageNames = new Set(stages.map((s) => s.name));
+    for (const { from } of stages) {
+      if (stageNames.has(from.getImageName() ?? '')) continue;
+      const tag = from.getImageTag() ?? '';
+      expect(`${from.getImage()}`).toMatch(/:\d+\.\d+\.\d+[\w.-]*$/);
+      expect(tag).not.toMatch(/latest/);
+    }
+    // Node of the image = the package's engine.
+    const nodeBase = stages.find((s) => s.from.getImageName() === 'node')?.from.getImageTag() ?? '';
+    const engineMajor = /\d+/.exec(pkg.engines.node)?.[0];
+    expect(nodeBase.split('.')[0]).toBe(engineMajor);
+  });
+
+  it('installs no dependency scripts but the one it names, and keeps dev dependencies out', () => {
+    const npm = runs(dockerfile()).flatMap((r) =>
+      r.split('&&').map((c) => c.replace(/\\\s*/g, ' ').trim()),
+    );
+    const installs = npm.filter((c) => /^npm (ci|install|prune)\b/.test(c));
+    expect(installs.length).toBeGreaterThan(0);
+    for (const command of installs) expect(command).toContain('--ignore-scripts');
+    expect(npm).toContain('npm run build');
+    expect(npm.some((c) => /^npm prune --omit=dev\b/.test(c))).toBe(true);
+    const scripts = npm.filter((c) => /\brun install\b|\brebuild\b/.test(c));
+    expect(scripts).toEqual(
+      file === 'Dockerfile.gpu'
+        ? ['npm --prefix node_modules/@tensorflow/tfjs-node-gpu run install']
+        : [],
+    );
+  });
+
+  it('runs the CLI entry point of the package as a numeric non-root user', () => {
+    const { final } = dockerfile();
+    const user = instructionsOf(final, 'USER').at(-1)?.getArgumentsContent() ?? '';
+    expect(user).toMatch(/^[1-9]\d*(:[1-9]\d*)?$/);
+    expect(entrypoint(dockerfile())).toEqual(['node', `/app/${pkg.bin['tfjs-ddp']}`]);
+    const copied = (instructionsOf(final, 'COPY') as Copy[]).map((c) => [
+      c.getFromFlag()?.getValue(),
+      c.getArguments()[0]?.getValue(),
+    ]);
+    // Only build outputs (and Node itself) come from the build stage; the entry point among them.
+    for (const [from] of copied) expect(from).toBe('build');
+    expect(copied.map(([, source]) => source)).toContain('/app/dist/src');
+  });
+
+  it('exposes the ports the CLI listens on by default', () => {
+    const exposed = instructionsOf(dockerfile().final, 'EXPOSE').flatMap((i) =>
+      i.getArguments().map((a) => Number(a.getValue())),
+    );
+    const port = optionForFlag(requireCommand(['coordinator']), '--port')?.defaultValue;
+    const peerPort = optionForFlag(requireCommand(['worker']), '--peer-port')?.defaultValue;
+    expect(exposed).toEqual([Number(port), Number(peerPort)]);
+  });
+});
+
+describe('Dockerfile.gpu', () => {
+  it('starts from a CUDA 11 + cuDNN 8 runtime and installs the tfjs-node-gpu the package names', () => {
+    const gpu = parsed.get('Dockerfile.gpu')!;
+    expect(gpu.final.from.getImageName()).toBe('nvidia/cuda');
+    // tfjs-node-gpu 4.x loads libcudart.so.11.0 and libcudnn.so.8.
+    expect(gpu.final.from.getImageTag()).toMatch(/^11\.\d+\.\d+-cudnn8-runtime-ubuntu\d+\.\d+$/);
+    const version = pkg.peerDependencies['@tensorflow/tfjs-node-gpu'];
+    expect(runs(gpu).join('\n')).toContain(`@tensorflow/tfjs-node-gpu@${version}`);
+    const args = gpu.stages.flatMap((s) =>
+      instructionsOf(s, 'ARG').map((a) => a.getArgumentsContent()),
+    );
+    expect(args).toContain('TFJS_NODE_CDN_STORAGE=');
+  });
+
+  it('leaves the native TensorFlow packages out of the CPU image', () => {
+    expect(runs(parsed.get('Dockerfile')!).join('\n')).not.toMatch(/tfjs-node/);
+  });
+});
