@@ -38,12 +38,9 @@ function errors(stderr: string): string[] {
 
 let work: string;
 beforeAll(async () => {
-  // tsc still emits when files elsewhere in the tree fail to typecheck; what matters is our output.
-  await promisify(execFile)('npm', ['run', 'build'], { cwd: ROOT }).catch(() => undefined);
-  if (!existsSync(join(ROOT, 'dist/src/cli/data-command.js')))
-    throw new Error('npm run build produced no CLI');
+  // dist/ is built once for the whole run by test/global-setup.ts.
   work = await mkdtemp(join(tmpdir(), 'data-cli-'));
-}, 120_000);
+});
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
