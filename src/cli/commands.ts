@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerBenchCommand } from './bench-command.js';
 import { registerCoordinatorCommand } from './coordinator-command.js';
 import { registerDataCommand } from './data-command.js';
 import { registerEvalCommand } from './eval-command.js';
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerEvalCommand(program);
   registerCoordinatorCommand(program);
   registerWorkerCommand(program);
+  registerBenchCommand(program);
 }

@@ -9,7 +9,7 @@ import {
   PeerServiceClient,
   PeerServiceService,
 } from '../../src/gen/tfjs_ddp/v1/peer.js';
-import { chunkSerializer } from '../../src/shared/transport/chunk-wire.js';
+import { chunkMessage, chunkSerializer } from '../../src/shared/transport/chunk-wire.js';
 import { channelOptions } from '../../src/shared/transport/grpc-settings.js';
 
 const serialize = chunkSerializer(PeerServiceService.exchange.responseSerialize);
@@ -103,4 +103,53 @@ it('arrives aligned through a real grpc-js stream', async () => {
   client.close();
   server.forceShutdown();
   expect(offsets).toEqual([0, 0, 0, 0]);
+});
+
+it('reuses pooled encodings only after grpc-js copied them: many quick writes arrive intact', async () => {
+  const server = new Server();
+  const count = 40;
+  const payloadOf = (i: number) => Uint8Array.from({ length: 65_536 }, (_, k) => (k * 7 + i) % 251);
+  server.addService(
+    { exchange: { ...PeerServiceService.exchange, responseSerialize: serialize } },
+    {
+      exchange: async (call: ServerDuplexStream<ExchangeRequest, ExchangeResponse>) => {
+        // In bursts: within one, messages queue unserialized in the stream; between
+        // them, released encodings are taken again for the next burst's messages.
+        for (let i = 0; i < count; i++) {
+          const payload = payloadOf(i);
+          call.write(chunkMessage(chunk(payload.length, { chunkIndex: i, payload }), 'server'));
+          payload.fill(0); // the caller may reuse its buffer once chunkMessage returned
+          if (i % 4 === 3) await new Promise((resolve) => setImmediate(resolve));
+        }
+        call.end();
+      },
+    },
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  const client = new PeerServiceClient(
+    `127.0.0.1:${port}`,
+    credentials.createInsecure(),
+    channelOptions(),
+  );
+  const wrong: number[] = [];
+  const received: number[] = [];
+  await new Promise<void>((resolve) => {
+    const call = client.exchange();
+    call.on('data', (m: ExchangeResponse) => {
+      if (m.kind?.$case !== 'chunk') return;
+      const { chunkIndex, payload } = m.kind.value;
+      received.push(chunkIndex);
+      if (!Buffer.from(payload).equals(Buffer.from(payloadOf(chunkIndex)))) wrong.push(chunkIndex);
+    });
+    call.on('end', resolve);
+    call.end();
+  });
+  client.close();
+  server.forceShutdown();
+  expect(received).toEqual(Array.from({ length: count }, (_, i) => i));
+  expect(wrong).toEqual([]);
 });

@@ -17,6 +17,16 @@ export function encodePayload(values: Float32Array, encoding: Encoding): Uint8Ar
   );
 }
 
+/**
+ * `values` as the payload of a chunk handed to a ChunkTransport, which copies it
+ * on send(): float32 is a view of `values` (no copy), bf16 a fresh buffer.
+ */
+export function sendPayload(values: Float32Array, encoding: Encoding): Uint8Array {
+  return encoding === Encoding.ENCODING_BF16_LE
+    ? encodePayload(values, encoding)
+    : new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}
+
 /** `target[i] += decoded payload[i]`, in float32. */
 export function addPayload(target: Float32Array, payload: Uint8Array, encoding: Encoding): void {
   const values = decodePayload(payload, encoding);

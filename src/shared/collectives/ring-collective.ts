@@ -1,6 +1,6 @@
 import { CollectiveOp, Encoding, Phase } from '../../gen/tfjs_ddp/v1/collective.js';
 import type { ChunkExpectation } from '../transport/transport.js';
-import { addPayload, copyPayload, encodePayload, roundToBf16 } from './payload-codec.js';
+import { addPayload, copyPayload, roundToBf16, sendPayload } from './payload-codec.js';
 import { type OpContext, SequencedCollective } from './sequenced-collective.js';
 
 /**
@@ -68,7 +68,7 @@ export class RingCollective extends SequencedCollective {
           const e = expectation(t, c, seg);
           const values = data.subarray(e.offset, e.offset + e.elementCount);
           if (t === n - 1 && ctx.encoding === Encoding.ENCODING_BF16_LE) roundToBf16(values);
-          const payload = encodePayload(values, ctx.encoding);
+          const payload = sendPayload(values, ctx.encoding);
           await this.transport.send(this.chunk(e, payload), ctx.timeoutMs);
         }
       }
@@ -110,7 +110,7 @@ export class RingCollective extends SequencedCollective {
       const values = data.subarray(offset, offset + elementCount);
       let payload: Uint8Array;
       if (this.rank === root) {
-        payload = encodePayload(values, e.encoding);
+        payload = sendPayload(values, e.encoding);
       } else {
         payload = (await this.transport.receive(e, ctx.timeoutMs)).payload;
         copyPayload(values, payload, e.encoding);

@@ -1,6 +1,6 @@
 import { CollectiveOp, Encoding, Phase } from '../../gen/tfjs_ddp/v1/collective.js';
 import type { ChunkExpectation } from '../transport/transport.js';
-import { copyPayload, encodePayload } from './payload-codec.js';
+import { copyPayload, sendPayload } from './payload-codec.js';
 import { type OpContext, SequencedCollective } from './sequenced-collective.js';
 
 /**
@@ -19,10 +19,7 @@ export class StarCollective extends SequencedCollective {
     const sendAll = async () => {
       for (let c = 0; c < chunks; c++) {
         const e = this.expectation(ctx, op, Phase.PHASE_CONTRIBUTE, c, data.length, 0);
-        const payload = encodePayload(
-          data.subarray(e.offset, e.offset + e.elementCount),
-          e.encoding,
-        );
+        const payload = sendPayload(data.subarray(e.offset, e.offset + e.elementCount), e.encoding);
         await this.transport.send(this.chunk(e, payload), ctx.timeoutMs);
       }
     };
@@ -44,10 +41,7 @@ export class StarCollective extends SequencedCollective {
     if (this.rank === root) {
       for (let c = 0; c < this.chunkCount(data.length); c++) {
         const e = this.expectation(fp32, op, Phase.PHASE_CONTRIBUTE, c, data.length, root);
-        await send(
-          e,
-          encodePayload(data.subarray(e.offset, e.offset + e.elementCount), e.encoding),
-        );
+        await send(e, sendPayload(data.subarray(e.offset, e.offset + e.elementCount), e.encoding));
       }
       return;
     }

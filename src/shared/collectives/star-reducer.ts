@@ -8,12 +8,16 @@ import {
   ProtocolError,
   type TransportError,
 } from '../transport/errors.js';
-import { decodePayload, encodePayload } from './payload-codec.js';
+import { decodePayload, sendPayload } from './payload-codec.js';
 import { contributionProblem, StarOp } from './star-op.js';
 
 /** How the reducer reaches one worker (a gRPC stream, or an in-memory pipe in tests). */
 export interface StarEndpoint {
-  /** Sends a chunk to the worker, in order, waiting for backpressure within its deadline. */
+  /**
+   * Sends a chunk to the worker, in order, waiting for backpressure within its
+   * deadline. The same chunk goes to every endpoint: each encodes its payload
+   * before returning or only reads it.
+   */
   send(chunk: Chunk): Promise<void>;
   /** Ends the worker's stream with `error` (its `code` as the status) after telling it why. */
   abort(error: TransportError): void;
@@ -154,8 +158,9 @@ export class StarReducer {
     const index = chunk.chunkIndex;
     const parts = op.parts.get(index) ?? [];
     op.parts.set(index, parts);
-    // Copy: the decoded view may share the transport's receive buffer.
-    parts[rank] = decodePayload(chunk.payload, chunk.encoding).slice();
+    // No copy: the payload is this chunk's own (a frame grpc-js allocated for it,
+    // or the in-memory transport's copy), and nothing else reads it.
+    parts[rank] = decodePayload(chunk.payload, chunk.encoding);
     if (Object.keys(parts).length < this.worldSize) return;
     op.parts.delete(index);
     const sum = parts[0];
@@ -163,7 +168,8 @@ export class StarReducer {
       const values = parts[r];
       for (let i = 0; i < sum.length; i++) sum[i] += values[i];
     }
-    const payload = encodePayload(sum, chunk.encoding);
+    // A view: the endpoints encode or only read it, and `sum` is not touched again.
+    const payload = sendPayload(sum, chunk.encoding);
     this.sendToAll({ ...chunk, phase: Phase.PHASE_RESULT, senderRank: 0, payload }, -1);
     op.doneElements += chunk.elementCount;
     op.doneChunks += 1;

@@ -1,11 +1,12 @@
 import { type Server, type ServerDuplexStream, status } from '@grpc/grpc-js';
+import type { Chunk } from '../../gen/tfjs_ddp/v1/collective.js';
 import {
   type ReduceRequest,
   type ReduceResponse,
   ReductionServiceService,
 } from '../../gen/tfjs_ddp/v1/reduction.js';
 import { BackpressureWriter } from '../transport/backpressure-writer.js';
-import { chunkSerializer } from '../transport/chunk-wire.js';
+import { chunkMessage, chunkSerializer } from '../transport/chunk-wire.js';
 import { PeerAbortedError, PeerLostError, ProtocolError } from '../transport/errors.js';
 import type { ServiceRegistrar } from '../transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../transport/grpc-settings.js';
@@ -48,6 +49,8 @@ export interface StarReductionOptions {
 export class StarReductionService implements ServiceRegistrar {
   readonly serviceName = 'tfjs_ddp.v1.ReductionService';
   private reducer: StarReducer | undefined;
+  /** The result chunk the reducer sends to every rank, encoded once for all of them. */
+  private readonly messages = new WeakMap<Chunk, ReturnType<typeof chunkMessage>>();
 
   constructor(private readonly opts: StarReductionOptions) {}
 
@@ -105,12 +108,20 @@ export class StarReductionService implements ServiceRegistrar {
     });
   }
 
+  private encoded(chunk: Chunk): ReturnType<typeof chunkMessage> {
+    let message = this.messages.get(chunk);
+    if (!message) {
+      message = chunkMessage(chunk);
+      this.messages.set(chunk, message);
+    }
+    return message;
+  }
+
   private join(call: ReduceCall, reducer: StarReducer, rank: number): void {
     const writer = new BackpressureWriter(call, 'the coordinator', `rank ${rank}`);
     let open = true;
     const endpoint: StarEndpoint = {
-      send: (chunk) =>
-        writer.write({ kind: { $case: 'chunk', value: chunk } }, this.opts.timeoutMs),
+      send: (chunk) => writer.write(this.encoded(chunk), this.opts.timeoutMs),
       abort: (error) => {
         writer.fail(error);
         if (!open) return;

@@ -12,6 +12,7 @@ import {
 } from '../../gen/tfjs_ddp/v1/peer.js';
 import { BackpressureWriter } from './backpressure-writer.js';
 import { ChunkInbox } from './chunk-inbox.js';
+import { chunkMessage } from './chunk-wire.js';
 import { firstMessage, recordErrors, statusError, waitForChannel } from './client-stream.js';
 import { PeerAbortedError, PeerLostError, ProtocolError } from './errors.js';
 import {
@@ -186,7 +187,8 @@ export class GrpcRingTransport implements ChunkTransport {
   }
 
   send(chunk: Chunk, timeoutMs: number): Promise<void> {
-    const sent = this.writer.write({ kind: { $case: 'chunk', value: chunk } }, timeoutMs);
+    // The outbound stream is this rank's PeerService stream: a server stream.
+    const sent = this.writer.write(chunkMessage(chunk, 'server'), timeoutMs);
     return sent.then(() => {
       this.stats.chunksSent += 1;
       this.stats.bytesSent += chunk.payload.byteLength;

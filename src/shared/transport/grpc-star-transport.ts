@@ -14,7 +14,7 @@ import {
 } from '../../gen/tfjs_ddp/v1/reduction.js';
 import { BackpressureWriter } from './backpressure-writer.js';
 import { ChunkInbox } from './chunk-inbox.js';
-import { chunkSerializer } from './chunk-wire.js';
+import { chunkMessage, chunkSerializer } from './chunk-wire.js';
 import { firstMessage, recordErrors, statusError, waitForChannel } from './client-stream.js';
 import { PeerAbortedError, PeerLostError, ProtocolError } from './errors.js';
 import {
@@ -144,7 +144,7 @@ export class GrpcStarTransport implements ChunkTransport {
   }
 
   send(chunk: Chunk, timeoutMs: number): Promise<void> {
-    const sent = this.writer.write({ kind: { $case: 'chunk', value: chunk } }, timeoutMs);
+    const sent = this.writer.write(chunkMessage(chunk), timeoutMs);
     return sent.then(() => {
       this.stats.chunksSent += 1;
       this.stats.bytesSent += chunk.payload.byteLength;

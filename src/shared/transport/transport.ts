@@ -48,8 +48,9 @@ export interface ChunkTransport {
   /**
    * Queues `chunk` for the peer. Resolves once the stream accepted it; when the
    * stream's buffer is full this waits for it to drain, up to `timeoutMs`, then
-   * rejects with DeadlineExceededError. The transport takes the chunk over: the
-   * payload may be serialized later, so the caller must not modify it again.
+   * rejects with DeadlineExceededError. The payload is copied (encoded for the
+   * wire) before send() returns, so the caller may change it at once: a payload
+   * may be a view of the caller's working buffer.
    */
   send(chunk: Chunk, timeoutMs: number): Promise<void>;
   /**

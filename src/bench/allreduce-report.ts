@@ -1,0 +1,112 @@
+import type { AllreduceReport } from './allreduce-bench.js';
+import { formatBytes } from './byte-sizes.js';
+
+/** The object `bench allreduce --json` prints: exactly these fields. */
+export function allreduceJson(report: AllreduceReport) {
+  return {
+    workers: report.workers,
+    algo: report.algo,
+    tcpReferenceMBps: round(report.tcpReferenceMBps, 1),
+    results: report.results.map((r) => ({
+      bytes: r.bytes,
+      ms: round(r.ms, 4),
+      algbwMBps: round(r.algbwMBps, 2),
+      busbwMBps: round(r.busbwMBps, 2),
+      fractionOfTcp: round(r.fractionOfTcp, 4),
+    })),
+  };
+}
+
+function title(report: AllreduceReport): string {
+  const flags = report.nodeFlags.length > 0 ? report.nodeFlags.join(' ') : 'no node flags';
+  return (
+    `all-reduce (sum, float32), ${report.workers} workers, ${report.algo}, ` +
+    `compression ${report.compression}, chunks of ${formatBytes(report.chunkBytes)}B, ` +
+    `gRPC on 127.0.0.1, ${flags}`
+  );
+}
+
+function tcpLine(report: AllreduceReport): string {
+  return (
+    `raw TCP reference (one stream between two processes, median of ${report.tcpRounds.streamMBps.length} rounds): ` +
+    `${mbps(report.tcpReferenceMBps)}; both directions at once: ${mbps(report.tcpDuplexMBps)} each way`
+  );
+}
+
+function grpcLine(report: AllreduceReport): string {
+  return (
+    'grpc-js alone (same settings, 1 MiB messages, no encoding, no work on arrival): ' +
+    `one stream ${mbps(report.grpcStreamMBps)}; both directions at once ${mbps(report.grpcDuplexMBps)} each way`
+  );
+}
+
+/**
+ * The nccl-tests layout (in-place columns only: the all-reduce works in place),
+ * time in µs and bandwidths in GB/s, plus busbw as a fraction of raw TCP.
+ */
+export function formatNcclTable(report: AllreduceReport): string {
+  const head = [
+    `# ${title(report)}`,
+    `# ${tcpLine(report)}`,
+    `# ${grpcLine(report)}`,
+    '# every result verified element by element; time: median over iterations of the slowest rank',
+    '#',
+    `# ${cols(['size', 'count', 'type', 'redop', 'iters', 'time', 'algbw', 'busbw', '#wrong', 'busbw/TCP', 'cpu/rank'])}`,
+    `# ${cols(['(B)', '(elements)', '', '', '', '(us)', '(GB/s)', '(GB/s)', '', '', '(ms)'])}`,
+  ];
+  const rows = report.results.map(
+    (r) =>
+      `  ${cols([
+        String(r.bytes),
+        String(r.bytes / 4),
+        'float',
+        'sum',
+        String(r.iterations),
+        (r.ms * 1000).toFixed(1),
+        (r.algbwMBps / 1000).toFixed(3),
+        (r.busbwMBps / 1000).toFixed(3),
+        '0',
+        `${(r.fractionOfTcp * 100).toFixed(1)}%`,
+        r.cpuMs.toFixed(1),
+      ])}`,
+  );
+  return `${[...head, ...rows].join('\n')}\n`;
+}
+
+/** A Markdown section with the same figures, for the results folder and the README. */
+export function allreduceMarkdown(report: AllreduceReport, command: string): string {
+  const lines = [
+    `### ${title(report)}`,
+    '',
+    `\`${command}\``,
+    '',
+    `${tcpLine(report)}.`,
+    `${grpcLine(report)}.`,
+    '',
+    '| size | time (ms) | algbw (MB/s) | busbw (MB/s) | busbw / TCP | busbw / grpc-js both ways | CPU per rank (ms) | iterations |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...report.results.map(
+      (r) =>
+        `| ${formatBytes(r.bytes)}B | ${r.ms.toFixed(3)} | ${r.algbwMBps.toFixed(1)} | ` +
+        `${r.busbwMBps.toFixed(1)} | ${(r.fractionOfTcp * 100).toFixed(1)}% | ` +
+        `${((100 * r.busbwMBps) / report.grpcDuplexMBps).toFixed(1)}% | ${r.cpuMs.toFixed(1)} | ${r.iterations} |`,
+    ),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+const WIDTHS = [12, 12, 6, 6, 6, 11, 8, 8, 7, 10, 9];
+
+function cols(values: string[]): string {
+  return values.map((v, i) => v.padStart(WIDTHS[i])).join(' ');
+}
+
+function mbps(v: number): string {
+  return `${v.toFixed(0)} MB/s`;
+}
+
+function round(v: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}

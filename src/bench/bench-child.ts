@@ -1,0 +1,107 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The CLI entry this build runs from (dist/src/cli/main.js next to this module). */
+export function cliEntry(): string {
+  const entry = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  if (!existsSync(entry)) throw new Error(`the CLI entry ${entry} is missing: run npm run build`);
+  return entry;
+}
+
+const live = new Set<ChildProcess>();
+let watching = false;
+
+/**
+ * Kills `child` if this process exits or is stopped by SIGINT/SIGTERM before it,
+ * so that a benchmark leaves no orphans (a stopped benchmark measures nothing).
+ */
+export function killWithParent(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (watching) return;
+  watching = true;
+  const killAll = () => {
+    for (const c of live) c.kill('SIGKILL');
+  };
+  process.once('exit', killAll);
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      killAll();
+      process.exit(code);
+    });
+  }
+}
+
+/**
+ * A helper process of a benchmark: the CLI itself (`tfjs-ddp <args>`), a real
+ * process with an IPC channel for small control messages. Its stdout goes to this
+ * process's stderr, so that `--json` output stays alone on stdout. It is killed
+ * when this process exits or is stopped (killWithParent).
+ */
+export class BenchChild<Out extends { type: string }, In = unknown> {
+  private readonly child: ChildProcess;
+  private readonly inbox: Out[] = [];
+  private waiter: ((m: Out | undefined) => void) | undefined;
+  private exit: string | undefined;
+  readonly exited: Promise<number | null>;
+
+  /** @param nodeFlags flags for `node` itself (see GRADIENT_PROCESS_NODE_FLAGS) */
+  constructor(
+    readonly label: string,
+    args: string[],
+    nodeFlags: readonly string[] = [],
+  ) {
+    const child = fork(cliEntry(), args, {
+      stdio: ['ignore', 2, 'inherit', 'ipc'],
+      execArgv: [...process.execArgv, ...nodeFlags],
+    });
+    killWithParent(child);
+    this.child = child;
+    child.on('message', (m: Out) => {
+      if (this.waiter) this.waiter(m);
+      else this.inbox.push(m);
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exit = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        this.waiter?.(undefined);
+        resolve(code);
+      });
+    });
+  }
+
+  send(message: In): void {
+    this.child.send(message as object);
+  }
+
+  /**
+   * The next message from the child. Rejects when the child exits first, or
+   * when nothing comes within `timeoutMs` (then the child is killed).
+   */
+  next(timeoutMs: number, what: string): Promise<Out> {
+    const queued = this.inbox.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.exit) return Promise.reject(new Error(`${this.label} ${this.exit} before ${what}`));
+    return new Promise<Out>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        this.kill();
+        reject(new Error(`${this.label} did not report ${what} within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      this.waiter = (m) => {
+        clearTimeout(timer);
+        this.waiter = undefined;
+        if (m) resolve(m);
+        else reject(new Error(`${this.label} ${this.exit} before ${what}`));
+      };
+    });
+  }
+
+  kill(): void {
+    if (this.exit === undefined) this.child.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The α–β model of an all-reduce (Hockney; Thakur, Rabenseifner & Gropp 2005) and
+ * of a data-parallel step built on it. Units: ms and bytes.
+ *
+ *   ring:  T(S, N) = 2(N−1)·α·b + 2(N−1)/N · S · β
+ *   star:  T(S, N) = 2·α·b + N · S · β      (the reduction point moves N·S each way)
+ *   T(S, 1) = 0
+ *
+ * S: gradient bytes (float32; with bf16 the fitted β already carries the halving),
+ * b: buckets per step (each pays the latency), α: latency of one message hop,
+ * β: ms per byte on one link. A step of k micro-batches of B images per worker,
+ * each taking C ms of compute (forward, backward, data, update), all-reduces once:
+ *
+ *   t(N, k) = k·C + T(S, N),   throughput = N·k·B / t,
+ *   scaling efficiency = throughput(N) / (N · throughput(1)) = k·C / (k·C + T(S, N)).
+ */
+export type Algorithm = 'ring' | 'star';
+
+/** Latency and inverse bandwidth of one link, fitted from measured all-reduces. */
+export interface LinkFit {
+  alphaMs: number;
+  betaMsPerByte: number;
+}
+
+/** One measured all-reduce: N ranks, S bytes, median time. */
+export interface AllReduceSample {
+  workers: number;
+  bytes: number;
+  ms: number;
+}
+
+/** The time the model gives an all-reduce of `bytes` over `workers` ranks in `buckets` pieces. */
+export function allReduceMs(
+  algo: Algorithm,
+  fit: LinkFit,
+  bytes: number,
+  workers: number,
+  buckets = 1,
+): number {
+  if (workers < 2) return 0;
+  const [latency, volume] = terms(algo, workers, bytes);
+  return latency * buckets * fit.alphaMs + volume * fit.betaMsPerByte;
+}
+
+/** Coefficients of α and β in T for one all-reduce. */
+function terms(algo: Algorithm, workers: number, bytes: number): [number, number] {
+  return algo === 'ring'
+    ? [2 * (workers - 1), ((2 * (workers - 1)) / workers) * bytes]
+    : [2, workers * bytes];
+}
+
+/**
+ * Least squares of the model on `samples`, minimising relative errors (weights
+ * 1/t², so that 1 KB and 256 MB count alike: α comes from the small sizes, β from
+ * the large), with α, β ≥ 0.
+ */
+export function fitLink(algo: Algorithm, samples: readonly AllReduceSample[]): LinkFit {
+  let [saa, sab, sbb, say, sby] = [0, 0, 0, 0, 0];
+  for (const s of samples) {
+    if (s.workers < 2) continue;
+    const [a, b] = terms(algo, s.workers, s.bytes);
+    const w = 1 / (s.ms * s.ms);
+    saa += w * a * a;
+    sab += w * a * b;
+    sbb += w * b * b;
+    say += w * a * s.ms;
+    sby += w * b * s.ms;
+  }
+  if (saa === 0) throw new Error('no all-reduce of two or more ranks to fit');
+  const det = saa * sbb - sab * sab;
+  let alphaMs = det > 0 ? (say * sbb - sby * sab) / det : 0;
+  let betaMsPerByte = det > 0 ? (sby * saa - say * sab) / det : 0;
+  if (det <= 0 || alphaMs < 0) {
+    alphaMs = 0;
+    betaMsPerByte = sby / sbb;
+  } else if (betaMsPerByte < 0) {
+    betaMsPerByte = 0;
+    alphaMs = say / saa;
+  }
+  return { alphaMs, betaMsPerByte };
+}
+
+/** One worker's step without communication, and what its all-reduce moves. */
+export interface StepShape {
+  /** Compute, data and update time of one micro-batch, ms. */
+  computeMs: number;
+  /** Images per micro-batch per worker. */
+  batchSize: number;
+  gradientBytes: number;
+  buckets: number;
+}
+
+export interface StepPrediction {
+  allreduceMs: number;
+  stepMs: number;
+  imagesPerSec: number;
+  scalingEfficiency: number;
+}
+
+/** The model's step for N workers accumulating k micro-batches per all-reduce. */
+export function predictStep(
+  algo: Algorithm,
+  fit: LinkFit,
+  shape: StepShape,
+  workers: number,
+  accumulate = 1,
+): StepPrediction {
+  const allreduce = allReduceMs(algo, fit, shape.gradientBytes, workers, shape.buckets);
+  const compute = accumulate * shape.computeMs;
+  const stepMs = compute + allreduce;
+  return {
+    allreduceMs: allreduce,
+    stepMs,
+    imagesPerSec: (workers * accumulate * shape.batchSize) / (stepMs / 1000),
+    scalingEfficiency: compute / stepMs,
+  };
+}
+
+/** Buckets of the gradient reducer: a first small bucket, then full ones (PyTorch DDP style). */
+export function bucketCount(bytes: number, firstBucketBytes: number, bucketBytes: number): number {
+  if (bytes <= firstBucketBytes) return 1;
+  return 1 + Math.ceil((bytes - firstBucketBytes) / bucketBytes);
+}

@@ -1,0 +1,118 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { type Command, Option } from 'commander';
+import { UserError } from '../shared/errors.js';
+import { log } from '../shared/logging/logger.js';
+import { parsePositiveIntegers } from './byte-sizes.js';
+import { renderChart } from './chart.js';
+import { writeResultFiles } from './result-files.js';
+import { runScalingBench } from './scaling-bench.js';
+import {
+  formatScalingTable,
+  scalingChartSpec,
+  scalingJson,
+  scalingMarkdown,
+} from './scaling-report.js';
+
+interface ScalingFlags {
+  model: string;
+  workers: string;
+  steps: string;
+  warmupSteps: string;
+  batchSize: string;
+  allreduce: 'ring' | 'star';
+  backend: string;
+  dataset: string;
+  data?: string;
+  runsDir?: string;
+  runTimeout: string;
+  json?: boolean;
+  out: string;
+}
+
+/** `tfjs-ddp bench scaling`. */
+export function addScalingCommand(bench: Command): void {
+  bench
+    .command('scaling')
+    .description(
+      'throughput of `train --workers N` for each N, the step time split, and scaling and ' +
+        'distribution efficiency (against N independent single-worker runs at the same time)',
+    )
+    .requiredOption('--model <name>', 'model of the zoo')
+    .option('--workers <list>', 'worker counts to run (1 is always added)', '1,2')
+    .option('--steps <n>', 'steps of every run', '6')
+    .option(
+      '--warmup-steps <n>',
+      'first steps of every run left out of the figures (the last is, too)',
+      '2',
+    )
+    .option('--batch-size <n>', 'images per step per worker', '32')
+    .addOption(
+      new Option('--allreduce <mode>', 'gradient all-reduce')
+        .choices(['ring', 'star'])
+        .default('ring'),
+    )
+    .option('--backend <name>', 'compute backend of the workers', 'auto')
+    .addOption(
+      new Option('--dataset <name>', 'training data')
+        .choices(['synthetic', 'cifar10'])
+        .default('synthetic'),
+    )
+    .option('--data <dir>', 'CIFAR-10 folder (with --dataset cifar10)')
+    .option(
+      '--runs-dir <dir>',
+      'keep the training runs in a new folder under DIR (default: a temporary folder, removed)',
+    )
+    .option('--run-timeout <s>', 'bound on each training run, in seconds', '3600')
+    .option('--json', 'print only {model, results} as one JSON object')
+    .option('--out <dir>', 'folder for the JSON, Markdown and chart files', 'bench/results')
+    .action(async (flags: ScalingFlags) => {
+      const workers = [...new Set([1, ...parsePositiveIntegers(flags.workers, '--workers')])].sort(
+        (a, b) => a - b,
+      );
+      const [steps] = parsePositiveIntegers(flags.steps, '--steps');
+      const warmupSteps = Number(flags.warmupSteps);
+      if (!Number.isInteger(warmupSteps) || warmupSteps < 0 || warmupSteps > steps - 2) {
+        throw new UserError(
+          `--warmup-steps ${flags.warmupSteps}: must be a whole number that leaves a step to measure ` +
+            `before the last of --steps ${steps} (the last is left out: it ends with the run's evaluation)`,
+        );
+      }
+      const trainArgs = ['--backend', flags.backend, '--dataset', flags.dataset];
+      if (flags.data) trainArgs.push('--data', resolve(flags.data));
+      // A fresh folder each time: train refuses a folder that already holds a run.
+      const parent = flags.runsDir ? resolve(flags.runsDir) : tmpdir();
+      await mkdir(parent, { recursive: true });
+      const runsDir = await mkdtemp(join(parent, `scaling-${flags.model}-`));
+      try {
+        const report = await runScalingBench({
+          model: flags.model,
+          workers,
+          steps,
+          warmupSteps,
+          batchSize: parsePositiveIntegers(flags.batchSize, '--batch-size')[0],
+          allreduce: flags.allreduce,
+          trainArgs,
+          runsDir,
+          runTimeoutMs: parsePositiveIntegers(flags.runTimeout, '--run-timeout')[0] * 1000,
+        });
+        const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
+        const name = `scaling-${flags.model}-${flags.allreduce}`;
+        const chart = await renderChart(scalingChartSpec(report));
+        const files: Record<string, string | Uint8Array> = {
+          [`${name}.json`]: `${JSON.stringify({ command, date: new Date().toISOString(), ...report }, null, 2)}\n`,
+          [`${name}.md`]: `${scalingMarkdown(report, command)}\n![${name}](${name}.svg)\n`,
+          [`${name}.svg`]: chart.svg,
+        };
+        if (chart.png) files[`${name}.png`] = chart.png;
+        const paths = await writeResultFiles(flags.out, files);
+        log().info({ files: paths }, `results written to ${paths.join(', ')}`);
+        process.stdout.write(
+          flags.json ? `${JSON.stringify(scalingJson(report))}\n` : formatScalingTable(report),
+        );
+      } finally {
+        if (!flags.runsDir) await rm(runsDir, { recursive: true, force: true });
+      }
+    });
+}

@@ -1,0 +1,131 @@
+// `tfjs-ddp bench predict` end to end on results files made from a known α and β: the
+// fit recovers them, the predictions follow the model's equations, the check compares
+// with the measured runs, and missing inputs are clear errors.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { allReduceMs } from '../../src/bench/cost-model.js';
+import { ensureBuilt, errorLines, runCli } from '../cli/run-cli.js';
+
+const fit = { alphaMs: 0.2, betaMsPerByte: 1 / 500_000 }; // 200 µs, 500 MB/s
+const sizes = [1024, 65536, 1 << 20, 16 << 20];
+let dir: string;
+
+beforeAll(async () => {
+  await ensureBuilt();
+  dir = await mkdtemp(join(tmpdir(), 'bench-predict-'));
+  for (const algo of ['ring', 'star'] as const) {
+    const results = sizes.map((bytes) => ({ bytes, ms: allReduceMs(algo, fit, bytes, 2) }));
+    await writeFile(
+      join(dir, `allreduce-${algo}-none-n2.json`),
+      JSON.stringify({ workers: 2, algo, compression: 'none', results }),
+    );
+  }
+  const row = (workers: number, imagesPerSec: number, independentImagesPerSec: number) => ({
+    workers,
+    imagesPerSec,
+    independentImagesPerSec,
+    distributionEfficiency: imagesPerSec / independentImagesPerSec,
+    allreduceMs: workers > 1 ? 3 : 0,
+    stepMs: (workers * 32 * 1000) / imagesPerSec,
+  });
+  await writeFile(
+    join(dir, 'scaling-lenet5-ring.json'),
+    JSON.stringify({
+      model: 'lenet5',
+      allreduce: 'ring',
+      batchSize: 32,
+      results: [row(1, 320, 320), row(2, 500, 520)],
+    }),
+  );
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+it('fits α and β, predicts with the model, and checks against the measured runs', async () => {
+  const r = await runCli([
+    'bench',
+    'predict',
+    '--model',
+    'lenet5',
+    '--results',
+    dir,
+    '--max-workers',
+    '8',
+    '--accumulate',
+    '1,2',
+    '--speedup',
+    '10',
+    '--json',
+  ]);
+  expect(errorLines(r.stderr)).toEqual([]);
+  expect(r.code).toBe(0);
+  const { inputs, rows, checks } = JSON.parse(r.stdout);
+  const models = JSON.parse((await runCli(['models', '--json'])).stdout);
+  const lenet = models.find((m: { name: string }) => m.name === 'lenet5');
+  expect(inputs.gradientBytes).toBe(4 * lenet.trainableParams);
+  expect(inputs.computeMs).toBe(100); // the N = 1 step: 32 images at 320 images/s
+  const ring = inputs.links.find(
+    (l: { algo: string; compression: string }) => l.algo === 'ring' && l.compression === 'none',
+  );
+  expect(ring.alphaMs).toBeCloseTo(fit.alphaMs, 6);
+  expect(ring.betaMsPerByte / fit.betaMsPerByte).toBeCloseTo(1, 6);
+  const bf16 = inputs.links.find(
+    (l: { algo: string; compression: string }) => l.algo === 'star' && l.compression === 'bf16',
+  );
+  expect(bf16.betaMsPerByte / fit.betaMsPerByte).toBeCloseTo(0.5, 6);
+  expect(bf16.source).toMatch(/half the bytes/);
+
+  // 2 scenarios of compute × 4 links × 2 accumulations × N = 1, 2, 4, 8.
+  expect(rows).toHaveLength(64);
+  const S = inputs.gradientBytes;
+  const t = 6 * fit.alphaMs + 1.5 * S * fit.betaMsPerByte; // ring, N = 4, one bucket
+  const row = rows.find(
+    (x: Record<string, unknown>) =>
+      x.compute === 'faster' &&
+      x.algo === 'ring' &&
+      x.compression === 'none' &&
+      x.accumulate === 2 &&
+      x.workers === 4,
+  );
+  expect(row.computeMs).toBeCloseTo(10, 9);
+  expect(row.allreduceMs).toBeCloseTo(t, 6);
+  expect(row.imagesPerSec).toBeCloseTo((4 * 2 * 32 * 1000) / (20 + t), 4);
+  expect(row.scalingEfficiency).toBeCloseTo(20 / (20 + t), 9);
+
+  // N = 2: the independent runs took 2 × 32 / 520 s per step; the model adds its all-reduce.
+  expect(checks).toHaveLength(1);
+  const contended = (2 * 32 * 1000) / 520;
+  const t2 = 2 * fit.alphaMs + S * fit.betaMsPerByte;
+  expect(checks[0].predictedAllreduceMs).toBeCloseTo(t2, 6);
+  expect(checks[0].predictedImagesPerSec).toBeCloseTo((2 * 32 * 1000) / (contended + t2), 4);
+  expect(checks[0].measuredImagesPerSec).toBe(500);
+  const md = await readFile(join(dir, 'predict-lenet5.md'), 'utf8');
+  expect(md).toContain('Check against the measured runs');
+  expect(await readFile(join(dir, 'predict-lenet5.svg'), 'utf8')).toMatch(/^<svg/);
+});
+
+it('says which benchmark to run when its results are missing', async () => {
+  const empty = await mkdtemp(join(tmpdir(), 'bench-predict-empty-'));
+  try {
+    const noStep = await runCli(['bench', 'predict', '--model', 'vgg16', '--results', empty]);
+    expect(noStep.code).toBe(2);
+    expect(errorLines(noStep.stderr)[0]).toMatch(/run tfjs-ddp bench scaling --model vgg16/);
+    const noLinks = await runCli([
+      'bench',
+      'predict',
+      '--model',
+      'vgg16',
+      '--results',
+      empty,
+      '--compute-ms',
+      '50',
+      '--batch-size',
+      '32',
+    ]);
+    expect(noLinks.code).toBe(2);
+    expect(errorLines(noLinks.stderr)[0]).toMatch(/run tfjs-ddp bench allreduce --algo ring/);
+  } finally {
+    await rm(empty, { recursive: true, force: true });
+  }
+});

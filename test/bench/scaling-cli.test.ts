@@ -1,0 +1,102 @@
+// `tfjs-ddp bench scaling` end to end on a tiny model: real `train --workers N` runs and
+// independent single-worker runs, the --json shape, and the table, JSON and chart files.
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ensureBuilt, errorLines, runCli } from '../cli/run-cli.js';
+
+let out: string;
+beforeAll(async () => {
+  await ensureBuilt();
+  out = await mkdtemp(join(tmpdir(), 'bench-scaling-'));
+});
+afterAll(() => rm(out, { recursive: true, force: true }));
+
+it('measures lenet5 with 1 and 2 workers on synthetic data', async () => {
+  const r = await runCli([
+    'bench',
+    'scaling',
+    '--model',
+    'lenet5',
+    '--workers',
+    '2',
+    '--steps',
+    '3',
+    '--warmup-steps',
+    '1',
+    '--batch-size',
+    '8',
+    '--backend',
+    'wasm',
+    '--json',
+    '--out',
+    out,
+    '--runs-dir',
+    out,
+  ]);
+  expect(errorLines(r.stderr)).toEqual([]);
+  expect(r.code).toBe(0);
+  const json = JSON.parse(r.stdout);
+  expect(Object.keys(json)).toEqual(['model', 'results']);
+  expect(json.model).toBe('lenet5');
+  expect(json.results.map((x: { workers: number }) => x.workers)).toEqual([1, 2]);
+  const [one, two] = json.results;
+  for (const row of [one, two]) {
+    expect(Object.keys(row)).toEqual([
+      'workers',
+      'imagesPerSec',
+      'scalingEfficiency',
+      'distributionEfficiency',
+      'computeMs',
+      'allreduceMs',
+      'waitMs',
+      'dataMs',
+    ]);
+    expect(row.imagesPerSec).toBeGreaterThan(0);
+    expect(row.computeMs).toBeGreaterThan(0);
+  }
+  expect(one.scalingEfficiency).toBe(1);
+  expect(one.distributionEfficiency).toBe(1);
+  // A world of one reduces nothing: its all-reduce is a call that returns at once.
+  expect(one.allreduceMs).toBeLessThan(1);
+  // Two workers exchange gradients: the all-reduce takes time, and the efficiencies
+  // are what their definitions say.
+  expect(two.allreduceMs).toBeGreaterThan(0);
+  expect(two.scalingEfficiency).toBeCloseTo(two.imagesPerSec / (2 * one.imagesPerSec), 3);
+
+  const file = JSON.parse(await readFile(join(out, 'scaling-lenet5-ring.json'), 'utf8'));
+  expect(two.distributionEfficiency).toBeCloseTo(
+    file.results[1].imagesPerSec / file.results[1].independentImagesPerSec,
+    3,
+  );
+  // Steps 1 (warm-up) and 3 (the last, which ends with the run's evaluation) are left out.
+  expect(file.results[1].measuredSteps).toBe(1);
+  const md = await readFile(join(out, 'scaling-lenet5-ring.md'), 'utf8');
+  expect(md).toMatch(/^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/m);
+  const svg = await readFile(join(out, 'scaling-lenet5-ring.svg'), 'utf8');
+  expect(svg).toMatch(/^<svg/);
+  expect(svg).toContain('distribution');
+  if (existsSync(join(out, 'scaling-lenet5-ring.png'))) {
+    const png = await readFile(join(out, 'scaling-lenet5-ring.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+  }
+});
+
+it('refuses a warm-up that leaves no step to measure', async () => {
+  const r = await runCli([
+    'bench',
+    'scaling',
+    '--model',
+    'lenet5',
+    '--steps',
+    '3',
+    '--warmup-steps',
+    '2',
+  ]);
+  expect(r.code).toBe(2);
+  expect(errorLines(r.stderr)[0]).toMatch(
+    /^--warmup-steps 2: must be a whole number that leaves a step to measure before the last/,
+  );
+});
