@@ -26,5 +26,6 @@ COPY --from=build /app/dist/src ./dist/src
 USER 1000:1000
 # The coordinator's gRPC port and a worker's peer port (defaults of the CLI).
 EXPOSE 7070 7071
-ENTRYPOINT ["node", "/app/dist/src/cli/main.js"]
+# --initial-old-space-size: see GRADIENT_PROCESS_NODE_FLAGS (src/shared/transport/grpc-settings.ts).
+ENTRYPOINT ["node", "--initial-old-space-size=128", "/app/dist/src/cli/main.js"]
 CMD ["--help"]

@@ -3,6 +3,7 @@ import { openSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../shared/errors.js';
+import { GRADIENT_PROCESS_NODE_FLAGS } from '../shared/transport/grpc-settings.js';
 import { cliEntry, killWithParent } from './bench-child.js';
 
 /**
@@ -15,7 +16,18 @@ export async function runTraining(args: string[], runDir: string, timeoutMs: num
   await mkdir(runDir, { recursive: true });
   const logPath = `${runDir}.log`;
   const logFd = openSync(logPath, 'w');
-  const child = spawn(process.execPath, [cliEntry(), 'train', ...args, '--out', runDir, '--json'], {
+  // The flags a star-mode coordinator needs; the independent single-process runs get them too,
+  // so that both sides of the distribution efficiency run the same node.
+  const argv = [
+    ...GRADIENT_PROCESS_NODE_FLAGS,
+    cliEntry(),
+    'train',
+    ...args,
+    '--out',
+    runDir,
+    '--json',
+  ];
+  const child = spawn(process.execPath, argv, {
     stdio: ['ignore', logFd, logFd],
     env: { ...process.env, LOG_FORMAT: 'json' },
   });

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../shared/logging/logger.js';
+import { GRADIENT_PROCESS_NODE_FLAGS } from '../shared/transport/grpc-settings.js';
 
 /** One worker process to start on this machine. */
 export interface LocalWorkerSpec {
@@ -72,10 +73,14 @@ export class LocalWorkers {
   }
 
   private startOne(spec: LocalWorkerSpec, entryPoint: string): Promise<void> {
-    const child = spawn(process.execPath, [entryPoint, ...spec.args], {
-      env: { ...process.env, LOG_FORMAT: 'json', ...spec.env, [PARENT_WATCH_ENV]: '1' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [...GRADIENT_PROCESS_NODE_FLAGS, entryPoint, ...spec.args],
+      {
+        env: { ...process.env, LOG_FORMAT: 'json', ...spec.env, [PARENT_WATCH_ENV]: '1' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     this.children.set(spec.rank, child);
     const log = this.log.child({ rank: spec.rank });
     let lastError: string | undefined;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { LocalWorkers, WorkerProcessError } from '../../src/coordinator/local-workers.js';
+import { GRADIENT_PROCESS_NODE_FLAGS } from '../../src/shared/transport/grpc-settings.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/child-process.mjs', import.meta.url));
 const PARENT = fileURLToPath(new URL('../fixtures/launcher-parent.mjs', import.meta.url));
@@ -49,6 +50,8 @@ describe('LocalWorkers', () => {
     const started = records.filter((r) => r.msg === 'child started');
     expect(started.map((r) => r.rank).sort()).toEqual([0, 1]);
     expect(started.every((r) => r.mode === 'exit' && r.level === 30)).toBe(true);
+    // Workers move gradients: they start with the flags that keep V8's full collections away.
+    for (const r of started) expect(r.execArgv).toEqual([...GRADIENT_PROCESS_NODE_FLAGS]);
     expect(records.filter((r) => r.msg === 'plain stdout line')).toHaveLength(2);
   });
 
