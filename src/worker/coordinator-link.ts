@@ -130,10 +130,15 @@ export class CoordinatorLink {
     });
   }
 
-  /** Sends a report; resolves once the stream took it. */
-  send(report: Report): Promise<void> {
-    if (!this.writer) return Promise.reject(new Error('the control stream is not open'));
-    return this.writer.write({ kind: report }, this.timeoutMs);
+  /**
+   * Sends a report; resolves once it has left this process. The worker's next command
+   * (often already queued) may be a step that blocks the event loop: a report still
+   * buffered then would reach the coordinator a step late, and its plans with it.
+   */
+  async send(report: Report): Promise<void> {
+    if (!this.writer) throw new Error('the control stream is not open');
+    await this.writer.write({ kind: report }, this.timeoutMs);
+    await this.writer.flushed(this.timeoutMs);
   }
 
   /** Image bytes and labels of `indices` of a split, from the coordinator (in that order). */

@@ -116,3 +116,39 @@ it('delivers everything in order to a slow reader', async () => {
   expect(seen).toEqual(Array.from({ length: count }, (_, i) => i));
   call.end();
 });
+
+it('flushed() waits until the messages have left, and fails at the deadline while they cannot', async () => {
+  const call = client.exchange();
+  call.on('error', () => {});
+  const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
+  const reader = await accepted;
+  reader.pause();
+  // More than the paused reader's window: the last messages cannot leave.
+  const count = 4;
+  for (let i = 0; i < count; i++) await writer.write(message(i), 2000);
+  await expect(writer.flushed(300)).rejects.toThrow(
+    /rank 0 timed out after 300 ms waiting for its messages to rank 1 to leave/,
+  );
+  call.cancel();
+});
+
+it('flushed() resolves once a slow reader has taken the messages in', async () => {
+  const call = client.exchange();
+  call.on('error', () => {});
+  const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
+  const reader = await accepted;
+  reader.on('data', () => {});
+  reader.pause();
+  const count = 8;
+  for (let i = 0; i < count; i++) await writer.write(message(i), 2000);
+  let flushed = false;
+  const done = writer.flushed(5000).then(() => {
+    flushed = true;
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  expect(flushed).toBe(false);
+  reader.resume();
+  await done;
+  expect(flushed).toBe(true);
+  call.end();
+});

@@ -49,7 +49,7 @@ export abstract class SequencedCollective implements Collective {
 
   allReduceSum(data: Float32Array, opts: AllReduceOptions = {}): Promise<void> {
     const ctx = this.nextOp(opts);
-    return this.run(() => this.reduce(ctx, data, false));
+    return this.run(ctx, () => this.reduce(ctx, data, false));
   }
 
   broadcast(data: Float32Array, root: number): Promise<void> {
@@ -59,12 +59,12 @@ export abstract class SequencedCollective implements Collective {
         new UserError(`broadcast root ${root} is not a rank of ${this.worldSize}`),
       );
     }
-    return this.run(() => this.spread(ctx, data, root));
+    return this.run(ctx, () => this.spread(ctx, data, root));
   }
 
   barrier(): Promise<void> {
     const ctx = this.nextOp({});
-    return this.run(() => this.reduce(ctx, new Float32Array(0), true));
+    return this.run(ctx, () => this.reduce(ctx, new Float32Array(0), true));
   }
 
   /**
@@ -74,7 +74,7 @@ export abstract class SequencedCollective implements Collective {
    */
   ready(timeoutMs: number): Promise<void> {
     const ctx = { ...this.nextOp({}), timeoutMs };
-    return this.run(() => this.reduce(ctx, new Float32Array(0), true));
+    return this.run(ctx, () => this.reduce(ctx, new Float32Array(0), true));
   }
 
   close(): Promise<void> {
@@ -120,11 +120,17 @@ export abstract class SequencedCollective implements Collective {
     };
   }
 
-  private async run(op: () => Promise<void>): Promise<void> {
+  /**
+   * Runs an operation; it completes once this rank has what it needs *and* what it
+   * sent has left the process, so that a caller that blocks its event loop next (a
+   * training step) does not hold back the data its peers are waiting for.
+   */
+  private async run(ctx: OpContext, op: () => Promise<void>): Promise<void> {
     if (this.failure) throw this.failure;
     if (this.worldSize === 1) return;
     try {
       await op();
+      await this.transport.flushed(ctx.timeoutMs);
     } catch (error) {
       this.failure ??= error as Error;
       this.transport.abort(this.failure);

@@ -199,6 +199,10 @@ export class GrpcRingTransport implements ChunkTransport {
     return this.inbox.receive(expected, timeoutMs);
   }
 
+  flushed(timeoutMs: number): Promise<void> {
+    return this.writer.flushed(timeoutMs);
+  }
+
   abort(error: Error): void {
     if (this.failure) return;
     this.failure = error;

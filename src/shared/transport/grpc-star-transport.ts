@@ -155,6 +155,10 @@ export class GrpcStarTransport implements ChunkTransport {
     return this.inbox.receive(expected, timeoutMs);
   }
 
+  flushed(timeoutMs: number): Promise<void> {
+    return this.writer.flushed(timeoutMs);
+  }
+
   abort(error: Error): void {
     if (this.failure) return;
     this.failure = error;

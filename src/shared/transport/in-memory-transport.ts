@@ -77,6 +77,11 @@ export class InMemoryTransport implements ChunkTransport {
     return this.inbox.receive(expected, timeoutMs);
   }
 
+  /** Chunks reach the peer's inbox synchronously in send(): nothing is ever left to flush. */
+  flushed(): Promise<void> {
+    return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+  }
+
   abort(error: Error): void {
     if (this.failure) return;
     this.failure = error;

@@ -61,6 +61,12 @@ export interface ChunkTransport {
    */
   receive(expected: ChunkExpectation, timeoutMs: number): Promise<Chunk>;
   /**
+   * Resolves once every chunk sent so far has left this process (see
+   * BackpressureWriter.flushed); rejects with DeadlineExceededError after
+   * `timeoutMs` or with the transport's failure.
+   */
+  flushed(timeoutMs: number): Promise<void>;
+  /**
    * Breaks the transport: rejects every pending and later call with `error` and
    * tells the peers why (best effort), so that they fail now rather than at their
    * deadline. Idempotent; the first error wins.
