@@ -13,7 +13,7 @@ const plat = (name) => {
   return { os: [m[1]], cpu: [cpu], ...(m[3] ? { libc: ['musl'] } : {}) };
 };
 let added = 0;
-for (const [path, entry] of Object.entries(pk)) {
+for (const entry of Object.values(pk)) {
   for (const [dep, version] of Object.entries(entry.optionalDependencies ?? {})) {
     if (!/(android|darwin|linux|win32)-/.test(dep)) continue;
     const key = `node_modules/${dep}`;
