@@ -1,4 +1,5 @@
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { log } from '../shared/logging/logger.js';
 import {
   concurrentThroughputs,
@@ -27,6 +28,12 @@ export interface ScalingOptions {
   runsDir: string;
   /** Bound on each `train` run. */
   runTimeoutMs: number;
+  /**
+   * Rounds of runs for every N, alternating which side goes first (the N-worker run or
+   * the independent runs): on shared cores the machine's speed drifts over minutes,
+   * and whatever runs later would otherwise carry the drift into the efficiency.
+   */
+  rounds: number;
 }
 
 export interface ScalingRow {
@@ -43,7 +50,9 @@ export interface ScalingRow {
   stepMs: number;
   /** N independent single-worker runs at the same time: their summed images/s. */
   independentImagesPerSec: number;
-  /** Steps measured after warm-up. */
+  /** Distribution efficiency of each round alone: its spread shows how noisy the machine was. */
+  roundEfficiencies: number[];
+  /** Steps measured after warm-up (all rounds). */
   measuredSteps: number;
   /** How long the independent runs were all training at once (past warm-up), ms. */
   independentWindowMs: number;
@@ -57,72 +66,59 @@ export interface ScalingReport {
   batchSize: number;
   steps: number;
   warmupSteps: number;
+  rounds: number;
   results: ScalingRow[];
 }
 
 /**
  * `bench scaling`: for each N, a real `train --workers N` run, and N independent
  * `train --workers 1` runs started together (the same code path without any
- * all-reduce), all with the same per-worker batch. Throughput is images over wall
- * time of the steps after warm-up and before the last (metrics.jsonl); the independent runs count only
- * the window where all of them were training. N = 1 is its own independent run.
+ * all-reduce), all with the same per-worker batch, in `rounds` rounds that alternate
+ * which side goes first. Throughput is images over wall time of the steps after
+ * warm-up and before the last (metrics.jsonl); the independent runs count only the
+ * window where all of them were training. N = 1 is its own independent run. Each
+ * side's figure is its mean over the rounds.
  */
 export async function runScalingBench(opts: ScalingOptions): Promise<ScalingReport> {
-  const common = [
-    '--model',
-    opts.model,
-    '--steps',
-    String(opts.steps),
-    '--batch-size',
-    String(opts.batchSize),
-    '--allreduce',
-    opts.allreduce,
-    ...opts.trainArgs,
-  ];
-  // The last step is left out too: its interval at the coordinator also holds the run's
-  // final fingerprints, evaluation and checkpoint.
-  const measured = (steps: TimedStep[]) =>
-    steps.filter((s) => s.step > opts.warmupSteps && s.step < opts.steps);
   const rows: Omit<ScalingRow, 'scalingEfficiency'>[] = [];
   for (const n of opts.workers) {
-    log().info(`bench scaling: ${opts.model}, ${n} worker${n > 1 ? 's' : ''}`);
-    const dir = runFolder(opts.runsDir, n);
-    await runTraining([...common, '--workers', String(n)], dir, opts.runTimeoutMs);
-    const loadAverage = loadavg()[0];
-    const steps = measured(await readSteps(dir));
-    const imagesPerSec = throughput(steps);
-    let independent = { imagesPerSec, windowMs: runMs(steps) };
-    if (n > 1) {
-      log().info(`bench scaling: ${opts.model}, ${n} independent single-worker runs at once`);
-      const dirs = Array.from({ length: n }, (_, i) => runFolder(opts.runsDir, n, i));
-      await Promise.all(
-        dirs.map((d) => runTraining([...common, '--workers', '1'], d, opts.runTimeoutMs)),
-      );
-      const runs = await Promise.all(dirs.map(async (d) => measured(await readSteps(d))));
-      const together = concurrentThroughputs(runs);
-      if (!together || together.windowMs < 0.5 * Math.min(...runs.map(runMs))) {
-        log().warn(
-          `the ${n} independent runs trained at the same time for less than half of their ` +
-            'measured steps: their figures include time when fewer of them ran (give more --steps)',
-        );
-      }
-      const perRun = together?.imagesPerSec ?? runs.map(throughput);
-      independent = {
-        imagesPerSec: perRun.reduce((a, b) => a + b, 0),
-        windowMs: together?.windowMs ?? 0,
+    const distributed: Measured[] = [];
+    const independent: { imagesPerSec: number; windowMs: number }[] = [];
+    for (let round = 0; round < opts.rounds; round++) {
+      const dir = opts.rounds > 1 ? join(opts.runsDir, `round-${round + 1}`) : opts.runsDir;
+      const of = opts.rounds > 1 ? ` (round ${round + 1} of ${opts.rounds})` : '';
+      const runDistributed = async () => {
+        log().info(`bench scaling: ${opts.model}, ${n} worker${n > 1 ? 's' : ''}${of}`);
+        distributed.push(await measureDistributed(opts, n, dir));
       };
+      const runIndependent = async () => {
+        log().info(
+          `bench scaling: ${opts.model}, ${n} independent single-worker runs at once${of}`,
+        );
+        independent.push(await measureIndependent(opts, n, dir));
+      };
+      if (n === 1) await runDistributed();
+      else if (round % 2 === 0) await runDistributed().then(runIndependent);
+      else await runIndependent().then(runDistributed);
     }
-    const t = meanTimings(steps);
+    if (n === 1)
+      independent.push(
+        ...distributed.map((d) => ({ imagesPerSec: d.imagesPerSec, windowMs: runMs(d.steps) })),
+      );
+    const imagesPerSec = mean(distributed.map((d) => d.imagesPerSec));
+    const independentImagesPerSec = mean(independent.map((d) => d.imagesPerSec));
+    const steps = distributed.flatMap((d) => d.steps);
     rows.push({
       workers: n,
       imagesPerSec,
-      distributionEfficiency: imagesPerSec / independent.imagesPerSec,
-      ...t,
+      distributionEfficiency: imagesPerSec / independentImagesPerSec,
+      ...meanTimings(steps),
       stepMs: steps.reduce((s, x) => s + x.ms, 0) / steps.length,
-      independentImagesPerSec: independent.imagesPerSec,
+      independentImagesPerSec,
+      roundEfficiencies: distributed.map((d, i) => d.imagesPerSec / independent[i].imagesPerSec),
       measuredSteps: steps.length,
-      independentWindowMs: independent.windowMs,
-      loadAverage,
+      independentWindowMs: independent.reduce((s, d) => s + d.windowMs, 0),
+      loadAverage: Math.max(...distributed.map((d) => d.loadAverage)),
     });
   }
   const one = rows.find((r) => r.workers === 1);
@@ -132,11 +128,72 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingRepo
     batchSize: opts.batchSize,
     steps: opts.steps,
     warmupSteps: opts.warmupSteps,
+    rounds: opts.rounds,
     results: rows.map((r) => ({
       ...r,
       scalingEfficiency: one ? r.imagesPerSec / (r.workers * one.imagesPerSec) : Number.NaN,
     })),
   };
+}
+
+interface Measured {
+  imagesPerSec: number;
+  steps: TimedStep[];
+  /** The machine's 1-minute load average as the run ended. */
+  loadAverage: number;
+}
+
+function trainArgs(opts: ScalingOptions, workers: number): string[] {
+  return [
+    '--model',
+    opts.model,
+    '--steps',
+    String(opts.steps),
+    '--batch-size',
+    String(opts.batchSize),
+    '--allreduce',
+    opts.allreduce,
+    ...opts.trainArgs,
+    '--workers',
+    String(workers),
+  ];
+}
+
+// The last step is left out too: its interval at the coordinator also holds the run's
+// final fingerprints, evaluation and checkpoint.
+function measured(opts: ScalingOptions, steps: TimedStep[]): TimedStep[] {
+  return steps.filter((s) => s.step > opts.warmupSteps && s.step < opts.steps);
+}
+
+async function measureDistributed(opts: ScalingOptions, n: number, dir: string): Promise<Measured> {
+  const runDir = runFolder(dir, n);
+  await runTraining(trainArgs(opts, n), runDir, opts.runTimeoutMs);
+  const loadAverage = loadavg()[0];
+  const steps = measured(opts, await readSteps(runDir));
+  return { imagesPerSec: throughput(steps), steps, loadAverage };
+}
+
+/** N single-worker runs started together: their summed images/s while all of them trained. */
+async function measureIndependent(opts: ScalingOptions, n: number, dir: string) {
+  const dirs = Array.from({ length: n }, (_, i) => runFolder(dir, n, i));
+  await Promise.all(dirs.map((d) => runTraining(trainArgs(opts, 1), d, opts.runTimeoutMs)));
+  const runs = await Promise.all(dirs.map(async (d) => measured(opts, await readSteps(d))));
+  const together = concurrentThroughputs(runs);
+  if (!together || together.windowMs < 0.5 * Math.min(...runs.map(runMs))) {
+    log().warn(
+      `the ${n} independent runs trained at the same time for less than half of their ` +
+        'measured steps: their figures include time when fewer of them ran (give more --steps)',
+    );
+  }
+  const perRun = together?.imagesPerSec ?? runs.map(throughput);
+  return {
+    imagesPerSec: perRun.reduce((a, b) => a + b, 0),
+    windowMs: together?.windowMs ?? 0,
+  };
+}
+
+function mean(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 /** Wall time of a run's steps. */

@@ -27,6 +27,7 @@ interface ScalingFlags {
   data?: string;
   runsDir?: string;
   runTimeout: string;
+  rounds: string;
   json?: boolean;
   out: string;
 }
@@ -64,6 +65,11 @@ export function addScalingCommand(bench: Command): void {
       '--runs-dir <dir>',
       'keep the training runs in a new folder under DIR (default: a temporary folder, removed)',
     )
+    .option(
+      '--rounds <n>',
+      'rounds of runs per N, alternating whether the N-worker run or the independent runs go first (speed drifts on shared machines)',
+      '2',
+    )
     .option('--run-timeout <s>', 'bound on each training run, in seconds', '3600')
     .option('--json', 'print only {model, results} as one JSON object')
     .option('--out <dir>', 'folder for the JSON, Markdown and chart files', 'bench/results')
@@ -96,6 +102,7 @@ export function addScalingCommand(bench: Command): void {
           trainArgs,
           runsDir,
           runTimeoutMs: parsePositiveIntegers(flags.runTimeout, '--run-timeout')[0] * 1000,
+          rounds: parsePositiveIntegers(flags.rounds, '--rounds')[0],
         });
         const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
         const name = `scaling-${flags.model}-${flags.allreduce}`;

@@ -23,7 +23,8 @@ export function scalingJson(report: ScalingReport) {
 function heading(report: ScalingReport): string {
   return (
     `${report.model}, ${report.allreduce} all-reduce, batch ${report.batchSize} per worker, ` +
-    `${report.steps} steps (the first ${report.warmupSteps} left out)`
+    `${report.steps} steps (the first ${report.warmupSteps} left out)` +
+    (report.rounds > 1 ? `, mean of ${report.rounds} alternating rounds` : '')
   );
 }
 
@@ -34,8 +35,8 @@ export function scalingMarkdown(report: ScalingReport, command: string): string 
     '',
     `\`${command}\``,
     '',
-    '| workers | images/s | scaling eff. | distribution eff. | independent images/s | step (ms) | compute | all-reduce | wait | data | apply |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workers | images/s | scaling eff. | distribution eff. | per round | independent images/s | step (ms) | compute | all-reduce | wait | data | apply |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...report.results
       .map((r) =>
         [
@@ -43,6 +44,7 @@ export function scalingMarkdown(report: ScalingReport, command: string): string 
           r.imagesPerSec.toFixed(1),
           r.scalingEfficiency.toFixed(3),
           r.distributionEfficiency.toFixed(3),
+          r.roundEfficiencies.map((e) => e.toFixed(3)).join(', '),
           r.independentImagesPerSec.toFixed(1),
           r.stepMs.toFixed(0),
           r.computeMs.toFixed(0),

@@ -1,7 +1,7 @@
 // `tfjs-ddp bench scaling` end to end on a tiny model: real `train --workers N` runs and
 // independent single-worker runs, the --json shape, and the table, JSON and chart files.
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ beforeAll(async () => {
 });
 afterAll(() => rm(out, { recursive: true, force: true }));
 
-it('measures lenet5 with 1 and 2 workers on synthetic data', async () => {
+it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating rounds', async () => {
   const r = await runCli([
     'bench',
     'scaling',
@@ -30,6 +30,8 @@ it('measures lenet5 with 1 and 2 workers on synthetic data', async () => {
     '8',
     '--backend',
     'wasm',
+    '--rounds',
+    '2',
     '--json',
     '--out',
     out,
@@ -71,10 +73,20 @@ it('measures lenet5 with 1 and 2 workers on synthetic data', async () => {
     file.results[1].imagesPerSec / file.results[1].independentImagesPerSec,
     3,
   );
-  // Steps 1 (warm-up) and 3 (the last, which ends with the run's evaluation) are left out.
-  expect(file.results[1].measuredSteps).toBe(1);
+  // Steps 1 (warm-up) and 3 (the last, which ends with the run's evaluation) are left out,
+  // in each of the two rounds.
+  expect(file.results[1].measuredSteps).toBe(2);
+  expect(file.results[1].roundEfficiencies).toHaveLength(2);
+  // Round 1 runs the 2-worker run first, round 2 the independent runs first.
+  const [runs] = (await readdir(out)).filter((name) => name.startsWith('scaling-lenet5-'));
+  const firstStepAt = async (round: number, run: string) => {
+    const lines = await readFile(join(out, runs, `round-${round}`, run, 'metrics.jsonl'), 'utf8');
+    return Date.parse(JSON.parse(lines.split('\n')[0]).time);
+  };
+  expect(await firstStepAt(1, 'n2')).toBeLessThan(await firstStepAt(1, 'n2-independent-0'));
+  expect(await firstStepAt(2, 'n2')).toBeGreaterThan(await firstStepAt(2, 'n2-independent-0'));
   const md = await readFile(join(out, 'scaling-lenet5-ring.md'), 'utf8');
-  expect(md).toMatch(/^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/m);
+  expect(md).toMatch(/^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+, [\d.]+ \|/m);
   const svg = await readFile(join(out, 'scaling-lenet5-ring.svg'), 'utf8');
   expect(svg).toMatch(/^<svg/);
   expect(svg).toContain('distribution');
