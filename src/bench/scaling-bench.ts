@@ -48,6 +48,11 @@ export interface ScalingRow {
   applyMs: number;
   /** Wall time of a step, mean over the measured steps. */
   stepMs: number;
+  /**
+   * (all-reduce + wait) / step time, from the N-worker run alone: what synchronising
+   * costs, free of the drift between runs that the efficiencies suffer on shared cores.
+   */
+  syncShare: number;
   /** N independent single-worker runs at the same time: their summed images/s. */
   independentImagesPerSec: number;
   /** Distribution efficiency of each round alone: its spread shows how noisy the machine was. */
@@ -108,12 +113,15 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingRepo
     const imagesPerSec = mean(distributed.map((d) => d.imagesPerSec));
     const independentImagesPerSec = mean(independent.map((d) => d.imagesPerSec));
     const steps = distributed.flatMap((d) => d.steps);
+    const timings = meanTimings(steps);
+    const stepMs = steps.reduce((s, x) => s + x.ms, 0) / steps.length;
     rows.push({
       workers: n,
       imagesPerSec,
       distributionEfficiency: imagesPerSec / independentImagesPerSec,
-      ...meanTimings(steps),
-      stepMs: steps.reduce((s, x) => s + x.ms, 0) / steps.length,
+      ...timings,
+      stepMs,
+      syncShare: (timings.allreduceMs + timings.waitMs) / stepMs,
       independentImagesPerSec,
       roundEfficiencies: distributed.map((d, i) => d.imagesPerSec / independent[i].imagesPerSec),
       measuredSteps: steps.length,

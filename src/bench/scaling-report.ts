@@ -35,8 +35,8 @@ export function scalingMarkdown(report: ScalingReport, command: string): string 
     '',
     `\`${command}\``,
     '',
-    '| workers | images/s | scaling eff. | distribution eff. | per round | independent images/s | step (ms) | compute | all-reduce | wait | data | apply |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workers | images/s | scaling eff. | distribution eff. | per round | independent images/s | step (ms) | compute | all-reduce | wait | data | apply | sync share |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...report.results
       .map((r) =>
         [
@@ -52,6 +52,7 @@ export function scalingMarkdown(report: ScalingReport, command: string): string 
           r.waitMs.toFixed(1),
           r.dataMs.toFixed(1),
           r.applyMs.toFixed(1),
+          `${(100 * r.syncShare).toFixed(1)}%`,
         ].join(' | '),
       )
       .map((line) => `| ${line} |`),

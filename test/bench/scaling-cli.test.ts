@@ -73,6 +73,8 @@ it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating round
     file.results[1].imagesPerSec / file.results[1].independentImagesPerSec,
     3,
   );
+  const row = file.results[1];
+  expect(row.syncShare).toBeCloseTo((row.allreduceMs + row.waitMs) / row.stepMs, 6);
   // Steps 1 (warm-up) and 3 (the last, which ends with the run's evaluation) are left out,
   // in each of the two rounds.
   expect(file.results[1].measuredSteps).toBe(2);
@@ -86,7 +88,7 @@ it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating round
   expect(await firstStepAt(1, 'n2')).toBeLessThan(await firstStepAt(1, 'n2-independent-0'));
   expect(await firstStepAt(2, 'n2')).toBeGreaterThan(await firstStepAt(2, 'n2-independent-0'));
   const md = await readFile(join(out, 'scaling-lenet5-ring.md'), 'utf8');
-  expect(md).toMatch(/^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+, [\d.]+ \|/m);
+  expect(md).toMatch(/^\| 2 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+, [\d.]+ \|.* \| [\d.]+% \|$/m);
   const svg = await readFile(join(out, 'scaling-lenet5-ring.svg'), 'utf8');
   expect(svg).toMatch(/^<svg/);
   expect(svg).toContain('distribution');

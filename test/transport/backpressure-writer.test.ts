@@ -71,11 +71,16 @@ const message = (index: number): ExchangeRequest => ({
   },
 });
 
-it('stops writing to a reader that stalls and fails at the deadline, with bounded buffering', async () => {
+/** A stream from the client, a writer on it, and the server's side of it (paused). */
+async function openStream() {
   const call = client.exchange();
   call.on('error', () => {});
   const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
-  await accepted;
+  return { call, writer, reader: await accepted };
+}
+
+it('stops writing to a reader that stalls and fails at the deadline, with bounded buffering', async () => {
+  const { call, writer } = await openStream();
   let written = 0;
   let failure: unknown;
   const start = performance.now();
@@ -98,10 +103,7 @@ it('stops writing to a reader that stalls and fails at the deadline, with bounde
 });
 
 it('delivers everything in order to a slow reader', async () => {
-  const call = client.exchange();
-  call.on('error', () => {});
-  const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
-  const reader = await accepted;
+  const { call, writer, reader } = await openStream();
   const seen: number[] = [];
   const count = 64;
   const all = new Promise<void>((resolve) => {
@@ -118,10 +120,7 @@ it('delivers everything in order to a slow reader', async () => {
 });
 
 it('flushed() waits until the messages have left, and fails at the deadline while they cannot', async () => {
-  const call = client.exchange();
-  call.on('error', () => {});
-  const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
-  const reader = await accepted;
+  const { call, writer, reader } = await openStream();
   reader.pause();
   // More than the paused reader's window: the last messages cannot leave.
   const count = 4;
@@ -133,10 +132,7 @@ it('flushed() waits until the messages have left, and fails at the deadline whil
 });
 
 it('flushed() resolves once a slow reader has taken the messages in', async () => {
-  const call = client.exchange();
-  call.on('error', () => {});
-  const writer = new BackpressureWriter(call, 'rank 0', 'rank 1');
-  const reader = await accepted;
+  const { call, writer, reader } = await openStream();
   reader.on('data', () => {});
   reader.pause();
   const count = 8;
