@@ -4,6 +4,7 @@ import type { Copy } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
 import { run as dockerfilelint } from 'dockerfilelint';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { GRADIENT_PROCESS_NODE_FLAGS } from '../../src/shared/transport/grpc-settings.js';
 import { optionForFlag, requireCommand } from './cli-options.js';
 import {
   entrypoint,
@@ -80,11 +81,16 @@ describe.each(FILES)('%s', (file) => {
     );
   });
 
-  it('runs the CLI entry point of the package as a numeric non-root user', () => {
+  it('runs the CLI entry point of the package, with the gradient flags, as a numeric non-root user', () => {
     const { final } = dockerfile();
     const user = instructionsOf(final, 'USER').at(-1)?.getArgumentsContent() ?? '';
     expect(user).toMatch(/^[1-9]\d*(:[1-9]\d*)?$/);
-    expect(entrypoint(dockerfile())).toEqual(['node', `/app/${pkg.bin['tfjs-ddp']}`]);
+    // Workers move gradients: node starts with the flags the launcher gives local workers.
+    expect(entrypoint(dockerfile())).toEqual([
+      'node',
+      ...GRADIENT_PROCESS_NODE_FLAGS,
+      `/app/${pkg.bin['tfjs-ddp']}`,
+    ]);
     const copied = (instructionsOf(final, 'COPY') as Copy[]).map((c) => [
       c.getFromFlag()?.getValue(),
       c.getArguments()[0]?.getValue(),
