@@ -48,7 +48,7 @@ afterEach(() => {
   server.forceShutdown();
 });
 
-const message = (index: number): ExchangeRequest => ({
+const message = (index: number, bytes = MIB): ExchangeRequest => ({
   kind: {
     $case: 'chunk',
     value: {
@@ -59,13 +59,13 @@ const message = (index: number): ExchangeRequest => ({
       step: 0,
       chunkIndex: index,
       senderRank: 0,
-      totalElements: MIB / 4,
+      totalElements: bytes / 4,
       offset: 0,
-      elementCount: MIB / 4,
+      elementCount: bytes / 4,
       encoding: Encoding.ENCODING_FLOAT32_LE,
       bucket: 0,
       rootRank: 0,
-      payload: new Uint8Array(MIB),
+      payload: new Uint8Array(bytes),
       padding: new Uint8Array(0),
     },
   },
@@ -122,9 +122,11 @@ it('delivers everything in order to a slow reader', async () => {
 it('flushed() waits until the messages have left, and fails at the deadline while they cannot', async () => {
   const { call, writer, reader } = await openStream();
   reader.pause();
-  // More than the paused reader's window: the last messages cannot leave.
-  const count = 4;
-  for (let i = 0; i < count; i++) await writer.write(message(i), 2000);
+  // More than the paused reader's 64 KiB window (fewer than the stream's 16 buffered
+  // messages), in messages small enough that grpc-js would keep them for retries and call
+  // them written at once (see channelOptions).
+  const count = 12;
+  for (let i = 0; i < count; i++) await writer.write(message(i, 16 * 1024), 2000);
   await expect(writer.flushed(300)).rejects.toThrow(
     /rank 0 timed out after 300 ms waiting for its messages to rank 1 to leave/,
   );

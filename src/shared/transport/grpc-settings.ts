@@ -64,6 +64,13 @@ export function channelOptions(s: GrpcSettings = DEFAULT_GRPC_SETTINGS): Channel
     // Every peer gets its own connection: two links to the same address must not
     // share one HTTP/2 session (and its connection window).
     'grpc.use_local_subchannel_pool': 1,
+    // grpc-js keeps up to 1 MB of a call's messages for retries and then reports a
+    // write done on the next tick, before it has reached the socket. Without that
+    // buffer a write callback means the message has left, which BackpressureWriter.flushed
+    // relies on (a worker blocks its event loop for a step right after writing). The
+    // cost: no transparent retry of a call the server refused; our streams live for a
+    // whole generation, and a failed call fails the run with its own message anyway.
+    'grpc.per_rpc_retry_buffer_size': 0,
   };
 }
 
