@@ -151,7 +151,8 @@ interface Measured {
   loadAverage: number;
 }
 
-function trainArgs(opts: ScalingOptions, workers: number): string[] {
+/** The `train` flags of one run of `workers` workers. */
+function runFlags(opts: ScalingOptions, workers: number): string[] {
   return [
     '--model',
     opts.model,
@@ -175,7 +176,7 @@ function measured(opts: ScalingOptions, steps: TimedStep[]): TimedStep[] {
 
 async function measureDistributed(opts: ScalingOptions, n: number, dir: string): Promise<Measured> {
   const runDir = runFolder(dir, n);
-  await runTraining(trainArgs(opts, n), runDir, opts.runTimeoutMs);
+  await runTraining(runFlags(opts, n), runDir, opts.runTimeoutMs);
   const loadAverage = loadavg()[0];
   const steps = measured(opts, await readSteps(runDir));
   return { imagesPerSec: throughput(steps), steps, loadAverage };
@@ -184,7 +185,7 @@ async function measureDistributed(opts: ScalingOptions, n: number, dir: string):
 /** N single-worker runs started together: their summed images/s while all of them trained. */
 async function measureIndependent(opts: ScalingOptions, n: number, dir: string) {
   const dirs = Array.from({ length: n }, (_, i) => runFolder(dir, n, i));
-  await Promise.all(dirs.map((d) => runTraining(trainArgs(opts, 1), d, opts.runTimeoutMs)));
+  await Promise.all(dirs.map((d) => runTraining(runFlags(opts, 1), d, opts.runTimeoutMs)));
   const runs = await Promise.all(dirs.map(async (d) => measured(opts, await readSteps(d))));
   const together = concurrentThroughputs(runs);
   if (!together || together.windowMs < 0.5 * Math.min(...runs.map(runMs))) {
