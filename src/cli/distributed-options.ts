@@ -40,6 +40,38 @@ export function envOption(flags: string, description: string): Option {
   return new Option(flags, description).env(env(flags.split(/[ ,]/)[0]));
 }
 
+const SWITCH_VALUES: Record<string, boolean> = {
+  true: true,
+  '1': true,
+  yes: true,
+  false: false,
+  '0': false,
+  no: false,
+};
+
+/**
+ * A switch (`--gpu`) also settable as TFJS_DDP_<FLAG>=true|false. Commander's env() only
+ * asks whether a switch's variable is set, so TFJS_DDP_GPU=false would turn it on: read the
+ * switch with `switchValue`, which reads the variable's value.
+ */
+export function envSwitch(flag: string, description: string): Option {
+  return new Option(flag, `${description} (true or false)`).env(env(flag));
+}
+
+/** Whether `command`'s switch `flag` is on: given on the command line, or true in its variable. */
+export function switchValue(command: Command, flag: string): boolean {
+  const option = command.options.find((o) => o.long === flag);
+  const source = option && command.getOptionValueSource(option.attributeName());
+  if (source !== 'env') return source === 'cli';
+  const name = env(flag);
+  const raw = process.env[name] ?? '';
+  const value = SWITCH_VALUES[raw.trim().toLowerCase()];
+  if (value === undefined) {
+    throw new UserError(`${name}=${raw}: use true or false (or 1/0, yes/no)`);
+  }
+  return value;
+}
+
 /**
  * Adds the flags that shape a distributed run (the coordinator's, also taken by
  * `train --workers`): the all-reduce, its buckets and compression, the fingerprint interval,

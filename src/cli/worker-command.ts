@@ -9,7 +9,9 @@ import { runWorker } from '../worker/worker.js';
 import {
   addSecurityOptions,
   envOption,
+  envSwitch,
   type SecurityFlags,
+  switchValue,
   wholeNumber,
 } from './distributed-options.js';
 
@@ -20,7 +22,6 @@ interface WorkerFlags extends SecurityFlags {
   bindHost: string;
   data?: string;
   backend: string;
-  gpu?: boolean;
   model?: string;
   rank?: string;
   joinTimeout: string;
@@ -66,7 +67,7 @@ export function registerWorkerCommand(program: Command): void {
         .choices([...BACKEND_REQUESTS])
         .default('auto'),
     )
-    .addOption(envOption('--gpu', 'require a GPU: fail rather than train on a CPU'))
+    .addOption(envSwitch('--gpu', 'require a GPU: fail rather than train on a CPU'))
     .addOption(
       envOption(
         '--model <name>',
@@ -80,7 +81,7 @@ export function registerWorkerCommand(program: Command): void {
         'seconds to keep trying to reach and join the coordinator',
       ).default('600'),
     );
-  addSecurityOptions(command).action(async (flags: WorkerFlags) => {
+  addSecurityOptions(command).action(async (flags: WorkerFlags, self: Command) => {
     const security = await loadSecurity(flags);
     if (!/^[^:\s]+:\d+$/.test(flags.coordinator) && !/^\[[^\]]+\]:\d+$/.test(flags.coordinator)) {
       throw new UserError(`--coordinator: expected HOST:PORT (got "${flags.coordinator}")`);
@@ -99,7 +100,7 @@ export function registerWorkerCommand(program: Command): void {
         advertiseHost: flags.advertiseHost,
         dataDir: flags.data,
         backend: flags.backend as BackendRequest,
-        gpu: flags.gpu === true,
+        gpu: switchValue(self, '--gpu'),
         model: flags.model,
         rank: flags.rank === undefined ? undefined : wholeNumber('--rank', flags.rank, 0),
         joinTimeoutMs: 1000 * wholeNumber('--join-timeout', flags.joinTimeout, 1),

@@ -116,6 +116,25 @@ describe('coordinator and workers as separate processes', () => {
     60_000,
   );
 
+  it('reads TFJS_DDP_GPU as true or false, and refuses anything else', async () => {
+    const worker = (value: string) =>
+      runCli(['worker', '--coordinator', '127.0.0.1:1', '--join-timeout', '1'], {
+        env: { TFJS_DDP_GPU: value },
+      });
+    const [on, off, odd] = await Promise.all([worker('true'), worker('false'), worker('maybe')]);
+    // No GPU package here: asked for a GPU, the worker refuses to start on a CPU.
+    expect(on.code).toBe(2);
+    expect(errorLines(on.stderr)[0]).toMatch(/^--gpu was given but @tensorflow\/tfjs-node-gpu/);
+    // Not asked: it gets past the backend and fails only at the unreachable coordinator.
+    expect(off.code).not.toBe(0);
+    expect(off.stderr).not.toMatch(/--gpu was given/);
+    expect(off.stderr).toMatch(/127\.0\.0\.1:1/);
+    expect(odd.code).toBe(2);
+    expect(errorLines(odd.stderr)).toEqual([
+      'TFJS_DDP_GPU=maybe: use true or false (or 1/0, yes/no)',
+    ]);
+  }, 30_000);
+
   it('refuses TLS flags given in part, naming them', async () => {
     const result = await runCli(['worker', '--coordinator', '127.0.0.1:1', '--tls-cert', 'x.pem']);
     expect(result.code).toBe(2);
