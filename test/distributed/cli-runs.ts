@@ -30,6 +30,32 @@ export async function train(args: string[]): Promise<{ summary: Summary; result:
   return { summary: JSON.parse(result.stdout) as Summary, result };
 }
 
+/**
+ * `train` flags of the small deterministic run the invariance and resume tests compare:
+ * lenet5 on `data` for `steps` steps, SGD with momentum, augmentation on, on wasm.
+ */
+export function lenet5RunFlags(data: string, steps: number): string[] {
+  return [
+    '--model',
+    'lenet5',
+    '--data',
+    data,
+    '--val-size',
+    '20',
+    '--steps',
+    String(steps),
+    '--optimizer',
+    'sgd',
+    '--lr',
+    '0.05',
+    '--momentum',
+    '0.9',
+    '--augment',
+    '--backend',
+    'wasm',
+  ];
+}
+
 /** All weights of a run's latest checkpoint (TrainStep.weightsLayout order). */
 export async function finalWeights(runDir: string): Promise<Float32Array> {
   return (await readCheckpoint(runDir)).weights;

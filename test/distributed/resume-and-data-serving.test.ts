@@ -8,33 +8,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../../src/shared/training/checkpoint.js';
 import { runCli } from '../cli/run-cli.js';
 import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
-import { ensureBuilt, errorLines, finalWeights, relativeError, train } from './cli-runs.js';
+import {
+  ensureBuilt,
+  errorLines,
+  finalWeights,
+  lenet5RunFlags,
+  relativeError,
+  train,
+} from './cli-runs.js';
 
 let work: string;
 let data: string;
 let uninterrupted: Float32Array;
 
-const run = (steps: number) => [
-  '--model',
-  'lenet5',
-  '--data',
-  data,
-  '--val-size',
-  '20',
-  '--steps',
-  String(steps),
-  '--global-batch-size',
-  '24',
-  '--optimizer',
-  'sgd',
-  '--lr',
-  '0.05',
-  '--momentum',
-  '0.9',
-  '--augment',
-  '--backend',
-  'wasm',
-];
+const run = (steps: number) => [...lenet5RunFlags(data, steps), '--global-batch-size', '24'];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ddp-resume-'));

@@ -9,32 +9,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli/run-cli.js';
 import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
-import { ensureBuilt, errorLines, finalWeights, relativeError, train } from './cli-runs.js';
+import {
+  ensureBuilt,
+  errorLines,
+  finalWeights,
+  lenet5RunFlags,
+  relativeError,
+  train,
+} from './cli-runs.js';
 
 let work: string;
 let data: string;
 let reference: Float32Array;
 
 const STEPS = 9;
-const common = () => [
-  '--model',
-  'lenet5',
-  '--data',
-  data,
-  '--val-size',
-  '20',
-  '--steps',
-  String(STEPS),
-  '--optimizer',
-  'sgd',
-  '--lr',
-  '0.05',
-  '--momentum',
-  '0.9',
-  '--augment',
-  '--backend',
-  'wasm',
-];
+const common = () => lenet5RunFlags(data, STEPS);
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'ddp-invariance-'));
