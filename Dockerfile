@@ -4,8 +4,9 @@
 #   docker build -t tfjs-ddp:0.1.0 .
 # For CUDA workers build Dockerfile.gpu instead.
 
-# Node 20 (the package's engine), pinned; pin the digest too when you publish.
-FROM node:20.20.2-bookworm-slim AS build
+# Node 26, the Active LTS line (since 2026-10-28; Node 20 reached its end of life on
+# 2026-04-30), inside the package's engines; pinned, pin the digest too when you publish.
+FROM node:26.10.0-trixie-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # No dependency runs an install script: the build needs none (tsc only).
@@ -14,7 +15,7 @@ COPY . .
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts
 
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:26.10.0-trixie-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./

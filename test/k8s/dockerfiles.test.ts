@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Copy } from 'dockerfile-ast';
 import { validate } from 'dockerfile-utils';
 import { run as dockerfilelint } from 'dockerfilelint';
+import semver from 'semver';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GRADIENT_PROCESS_NODE_FLAGS } from '../../src/shared/transport/grpc-settings.js';
 import { optionForFlag, requireCommand } from './cli-options.js';
@@ -58,10 +59,11 @@ describe.each(FILES)('%s', (file) => {
       expect(`${from.getImage()}`).toMatch(/:\d+\.\d+\.\d+[\w.-]*$/);
       expect(tag).not.toMatch(/latest/);
     }
-    // Node of the image = the package's engine.
+    // The image's Node is an LTS line (even major) that the package's engines accept.
     const nodeBase = stages.find((s) => s.from.getImageName() === 'node')?.from.getImageTag() ?? '';
-    const engineMajor = /\d+/.exec(pkg.engines.node)?.[0];
-    expect(nodeBase.split('.')[0]).toBe(engineMajor);
+    const nodeVersion = /^\d+\.\d+\.\d+/.exec(nodeBase)?.[0] ?? '';
+    expect(semver.satisfies(nodeVersion, pkg.engines.node)).toBe(true);
+    expect(semver.major(nodeVersion) % 2).toBe(0);
   });
 
   it('installs no dependency scripts but the one it names, and keeps dev dependencies out', () => {
@@ -122,6 +124,15 @@ describe('Dockerfile.gpu', () => {
       instructionsOf(s, 'ARG').map((a) => a.getArgumentsContent()),
     );
     expect(args).toContain('TFJS_NODE_CDN_STORAGE=');
+  });
+
+  it('runs the same Node as the CPU image', () => {
+    const nodeTag = (file: string) =>
+      parsed
+        .get(file)!
+        .stages.find((s) => s.from.getImageName() === 'node')
+        ?.from.getImageTag();
+    expect(nodeTag('Dockerfile.gpu')).toBe(nodeTag('Dockerfile'));
   });
 
   it('leaves the native TensorFlow packages out of the CPU image', () => {
