@@ -4,6 +4,7 @@ import {
   type DistributedConfigFlags,
   resolveDistributedConfig,
 } from '../coordinator/distributed-config.js';
+import type { TrainSummary } from '../coordinator/train-world.js';
 import {
   BACKEND_REQUESTS,
   type BackendRequest,
@@ -12,7 +13,6 @@ import {
 import { addTrainingOptions } from '../shared/config/train-options.js';
 import { loadSecurity } from '../shared/distributed/security.js';
 import { log } from '../shared/logging/logger.js';
-import type { TrainSummary } from '../shared/training/local-training.js';
 import {
   addDistributedOptions,
   addSecurityOptions,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { UserError } from '../shared/errors.js';
+import { ExplainedError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { registerCommands } from './commands.js';
 
@@ -24,7 +24,7 @@ function reportError(err: unknown): number {
     // commander already printed its message (help, version or a usage error).
     return e.exitCode ?? 1;
   }
-  if (err instanceof UserError) {
+  if (err instanceof ExplainedError) {
     log().error(err.message);
     return err.exitCode;
   }

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { type Command, Option } from 'commander';
 import {
   addLaunchOptions,
@@ -6,6 +7,8 @@ import {
   type LaunchFlags,
   trainWithWorkers,
 } from '../coordinator/launcher.js';
+import { trainInProcess } from '../coordinator/train-in-process.js';
+import type { TrainSummary } from '../coordinator/train-world.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
@@ -13,8 +16,8 @@ import { addTrainingOptions } from '../shared/config/train-options.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
-import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
 import { latestRunDir } from '../shared/training/run-folder.js';
+import { formatDuration } from '../shared/training/training-progress.js';
 
 interface TrainCommandFlags extends TrainFlags {
   backend: string;
@@ -50,8 +53,10 @@ export function registerTrainCommand(program: Command): void {
     .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
     .option('--json', 'print only the final summary as one JSON object on stdout');
   addLaunchOptions(command).action(async (flags: TrainCommandFlags & LaunchFlags) => {
+    const started = performance.now();
     const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
-    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
+    const elapsed = (performance.now() - started) / 1000;
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed));
   });
 }
 
@@ -85,7 +90,7 @@ async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await trainLocally({
+    return await trainInProcess({
       config,
       backend: backend.name,
       runDir,
@@ -109,10 +114,10 @@ function positiveInteger(flag: string, text: string | undefined): number | undef
   return n;
 }
 
-function describe(s: TrainSummary): string {
+function describe(s: TrainSummary, elapsedSeconds: number): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   return [
-    `trained ${s.model} for ${s.steps} steps on ${s.backend} (${Math.round(s.imagesPerSec)} images/s)`,
+    `trained ${s.model} for ${s.steps} steps in ${formatDuration(elapsedSeconds)} on ${s.backend} (${Math.round(s.imagesPerSec)} images/s)`,
     `final training loss ${s.finalLoss?.toFixed(4) ?? 'n/a'}, validation accuracy ${pct(s.valAccuracy)}`,
     `run folder: ${s.runDir} (model: ${s.runDir}/model/model.json)`,
     '',

@@ -11,11 +11,11 @@ import {
 import { initBackend } from '../shared/backend/select-backend.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import type { TrainSummary } from '../shared/training/local-training.js';
 import { Coordinator } from './coordinator.js';
 import { type DistributedConfigFlags, resolveDistributedConfig } from './distributed-config.js';
 import { planGpus } from './gpu-plan.js';
 import { type LocalWorkerSpec, LocalWorkers } from './local-workers.js';
+import type { TrainSummary } from './train-world.js';
 
 export interface LaunchFlags extends DistributedConfigFlags, DistributedFlags {
   workers?: string;
