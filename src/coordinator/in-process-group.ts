@@ -27,6 +27,7 @@ export class InProcessGroup implements ReplicaGroup {
     /** The resumed run's state (initialize with fromCheckpoint). */
     private readonly checkpoint?: ReplicaState,
   ) {
+    // A world of one never waits on a peer or cuts chunks: the tuning is never used.
     const { collectives } = createInMemoryCollectives('ring', 1, {
       timeoutMs: 60_000,
       chunkBytes: 1024 * 1024,

@@ -121,7 +121,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     if (skippedInARow >= MAX_SKIPPED_IN_A_ROW) {
       throw new RunFailure(
         `training diverged: the gradient was not finite in ${skippedInARow} steps in a row ` +
-          `(steps ${p.step + 2 - skippedInARow} to ${p.step + 1}, each skipped; the last: ${skipped}); ` +
+          `(steps ${p.step + 2 - skippedInARow} to ${p.step + 1}, all skipped; at the last, ${skipped}); ` +
           'try a lower --lr or a --warmup-steps warm-up',
       );
     }

@@ -153,7 +153,9 @@ export class TrainStep {
       this.applyGradients(this.grads, input.lr);
       applyMs = performance.now() - t;
     } else if (ownBad) {
-      skipped = `the loss or gradient of rank ${rank} is not finite (its loss is ${loss})`;
+      skipped = Number.isFinite(loss)
+        ? `rank ${rank}'s gradient is not finite`
+        : `rank ${rank}'s loss is ${loss}`;
     } else {
       skipped = `the summed gradient holds ${this.grads[bad]} at element ${bad} (${FROM_ANOTHER_RANK})`;
     }
