@@ -5,7 +5,7 @@ import type { TrainConfig } from '../shared/config/train-config.js';
 import { type DataFrom, encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
+import { ExplainedError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
@@ -146,7 +146,8 @@ export class Coordinator implements ChannelEvents {
   /**
    * Admits the world, trains it and stops it. Resolves with the summary once the model is
    * exported and every worker was told to stop; rejects with RunFailure (a worker lost,
-   * stalled or diverged), UserError, or TrainingInterrupted after a signal (checkpoint written).
+   * stalled or diverged), UserError (bad input), or TrainingInterrupted after a signal
+   * (checkpoint written).
    */
   async run(): Promise<TrainSummary> {
     const { membership, reduction, server, opts, run } = this.s;
@@ -245,7 +246,7 @@ export class Coordinator implements ChannelEvents {
       }, opts.joinTimeoutMs);
       const onSignal = () =>
         reject(
-          new UserError(
+          new ExplainedError(
             `interrupted by ${String(opts.signal?.reason)} before training started`,
             130,
           ),
