@@ -5,7 +5,7 @@ import type { TrainConfig } from '../shared/config/train-config.js';
 import { type DataFrom, encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
-import { ExplainedError } from '../shared/errors.js';
+import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
@@ -244,13 +244,10 @@ export class Coordinator implements ChannelEvents {
           ),
         );
       }, opts.joinTimeoutMs);
-      const onSignal = () =>
-        reject(
-          new ExplainedError(
-            `interrupted by ${String(opts.signal?.reason)} before training started`,
-            130,
-          ),
-        );
+      const onSignal = () => {
+        const signal = String(opts.signal?.reason);
+        reject(new Interrupted(`interrupted by ${signal} before training started`, signal));
+      };
       opts.signal?.addEventListener('abort', onSignal, { once: true });
       const settle = () => {
         clearTimeout(timer);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
-import { ExplainedError } from '../shared/errors.js';
+import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { type Checkpoint, writeCheckpoint } from '../shared/training/checkpoint.js';
 import { MetricsWriter } from '../shared/training/metrics-writer.js';
@@ -34,11 +34,8 @@ export interface TrainSummary {
   runDir: string;
 }
 
-/**
- * Thrown when a run stops on a signal, after its checkpoint is written: not a failure, and not
- * the user's mistake. Exits with the shell's code for the signal (130 SIGINT, 143 SIGTERM).
- */
-export class TrainingInterrupted extends ExplainedError {
+/** Thrown when a run stops on a signal, after its checkpoint is written. */
+export class TrainingInterrupted extends Interrupted {
   constructor(
     readonly step: number,
     readonly runDir: string,
@@ -47,7 +44,7 @@ export class TrainingInterrupted extends ExplainedError {
     super(
       `interrupted by ${signal} after step ${step}; checkpoint written; ` +
         `continue with: tfjs-ddp train --resume ${runDir}`,
-      signal === 'SIGTERM' ? 143 : 130,
+      signal,
     );
   }
 }

@@ -23,3 +23,18 @@ export class UserError extends ExplainedError {
     super(message, exitCode);
   }
 }
+
+/** The exit code of a process stopped by `signal` (128 + its number, as shells report it). */
+export function signalExitCode(signal: string): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
+/**
+ * The run stopped because the user asked it to (SIGINT, SIGTERM): not a failure, and not a
+ * mistake either. Exits with the signal's code.
+ */
+export class Interrupted extends ExplainedError {
+  constructor(message: string, signal: string) {
+    super(message, signalExitCode(signal));
+  }
+}

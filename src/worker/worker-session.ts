@@ -5,7 +5,7 @@ import { createCollective } from '../shared/collectives/create-collective.js';
 import type { SampleSource } from '../shared/data/sample-source.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
 import { toStateParts } from '../shared/distributed/state-parts.js';
-import { ExplainedError, UserError } from '../shared/errors.js';
+import { Interrupted, UserError } from '../shared/errors.js';
 import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
 import { Replica } from '../shared/training/replica.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
@@ -78,7 +78,7 @@ export class WorkerSession {
     const stopped = new Promise<never>((_, reject) => {
       signal?.addEventListener(
         'abort',
-        () => reject(new ExplainedError(`stopped by ${String(signal.reason)}`, 143)),
+        () => reject(new Interrupted(`stopped by ${String(signal.reason)}`, String(signal.reason))),
         { once: true },
       );
     });
