@@ -102,6 +102,7 @@ export class Replica {
     const n = plan.step + 1;
     const collective = this.need();
     const idleMs = performance.now() - this.idleSince;
+    const startUnixMs = performance.timeOrigin + this.idleSince;
     this.report(`loading the batch of step ${n}`);
     const t = performance.now();
     const batch = await (await this.samples).trainBatch(plan.sampleIndices, plan.epoch);
@@ -129,7 +130,17 @@ export class Replica {
       correct: outcome.correct,
       count: outcome.count,
       // Waiting for the plan and waiting for the slowest rank are both waiting.
-      timings: { computeMs, allReduceMs, waitMs: idleMs + waitMs, dataMs, applyMs },
+      timings: {
+        computeMs,
+        allReduceMs,
+        waitMs: idleMs + waitMs,
+        dataMs,
+        applyMs,
+        // The timeline: where the step starts, how its wait splits, when this was sent.
+        startUnixMs,
+        barrierMs: waitMs,
+        sentUnixMs: performance.timeOrigin + performance.now(),
+      },
       skipped: outcome.skipped !== undefined,
       skipReason: outcome.skipped ?? '',
     };

@@ -277,6 +277,18 @@ export interface StepTimings {
   dataMs: number;
   /** Applying the gradient. */
   applyMs: number;
+  /**
+   * The worker's wall clock (ms since the Unix epoch) when this step's wait for its plan
+   * began: where the step starts on the timeline. 0: not sent.
+   */
+  startUnixMs: number;
+  /** The part of wait_ms spent at the barrier before the all-reduce. */
+  barrierMs: number;
+  /**
+   * The worker's wall clock when it sent these metrics; with their arrival time the
+   * coordinator bounds the worker's clock offset (see ClockOffsets).
+   */
+  sentUnixMs: number;
 }
 
 export interface EvaluationMetrics {
@@ -2241,7 +2253,16 @@ export const StepMetrics: MessageFns<StepMetrics> = {
 };
 
 function createBaseStepTimings(): StepTimings {
-  return { computeMs: 0, allReduceMs: 0, waitMs: 0, dataMs: 0, applyMs: 0 };
+  return {
+    computeMs: 0,
+    allReduceMs: 0,
+    waitMs: 0,
+    dataMs: 0,
+    applyMs: 0,
+    startUnixMs: 0,
+    barrierMs: 0,
+    sentUnixMs: 0,
+  };
 }
 
 export const StepTimings: MessageFns<StepTimings> = {
@@ -2260,6 +2281,15 @@ export const StepTimings: MessageFns<StepTimings> = {
     }
     if (message.applyMs !== 0) {
       writer.uint32(41).double(message.applyMs);
+    }
+    if (message.startUnixMs !== 0) {
+      writer.uint32(49).double(message.startUnixMs);
+    }
+    if (message.barrierMs !== 0) {
+      writer.uint32(57).double(message.barrierMs);
+    }
+    if (message.sentUnixMs !== 0) {
+      writer.uint32(65).double(message.sentUnixMs);
     }
     return writer;
   },
@@ -2317,6 +2347,30 @@ export const StepTimings: MessageFns<StepTimings> = {
             message.applyMs = reader.double();
             continue;
           }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.startUnixMs = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.barrierMs = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.sentUnixMs = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2339,6 +2393,9 @@ export const StepTimings: MessageFns<StepTimings> = {
     message.waitMs = object.waitMs ?? 0;
     message.dataMs = object.dataMs ?? 0;
     message.applyMs = object.applyMs ?? 0;
+    message.startUnixMs = object.startUnixMs ?? 0;
+    message.barrierMs = object.barrierMs ?? 0;
+    message.sentUnixMs = object.sentUnixMs ?? 0;
     return message;
   },
 };
