@@ -4,6 +4,7 @@ import { registerCoordinatorCommand } from './coordinator-command.js';
 import { registerDataCommand } from './data-command.js';
 import { registerEvalCommand } from './eval-command.js';
 import { registerModelsCommand } from './models-command.js';
+import { registerReportCommand } from './report-command.js';
 import { registerTrainCommand } from './train-command.js';
 import { registerWorkerCommand } from './worker-command.js';
 
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerCoordinatorCommand(program);
   registerWorkerCommand(program);
   registerBenchCommand(program);
+  registerReportCommand(program);
 }

@@ -7,7 +7,7 @@ import { loadModel } from '../shared/models/model-files.js';
 import { type EvalSummary, Evaluator, summarizeEval } from '../shared/training/evaluator.js';
 import { readModelMetadata } from '../shared/training/run-folder.js';
 
-interface EvalFlags {
+export interface EvalFlags {
   modelDir: string;
   data?: string;
   dataset?: string;
@@ -50,7 +50,8 @@ export function registerEvalCommand(program: Command): void {
     });
 }
 
-async function evaluateModel(flags: EvalFlags): Promise<EvalSummary> {
+/** Evaluates `flags.modelDir` as `eval` does (also used by `report`). */
+export async function evaluateModel(flags: EvalFlags): Promise<EvalSummary> {
   const metadata = await readModelMetadata(flags.modelDir);
   const batchSize = wholeNumber('--batch-size', flags.batchSize, 1);
   const data = dataOptions(flags, metadata.data);

@@ -192,7 +192,11 @@ const SPECS = {
     CHART_WIDTH,
     '#ff7f0e',
   ),
-  split: stepSplitSpec({ name: 'splitRows' }, CHART_WIDTH),
+  split: stepSplitSpec(
+    { name: 'splitRows' },
+    CHART_WIDTH,
+    'Step split per rank (ms, mean of the last 20 steps)',
+  ),
 };
 
 const LOGIN_PAGE = `<!doctype html>

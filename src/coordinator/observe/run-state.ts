@@ -1,4 +1,4 @@
-import { DownsampledSeries } from './downsampled-series.js';
+import { DownsampledSeries } from '../../shared/observe/downsampled-series.js';
 import type { RankStep, RunEvent, RunObserver, RunStarted, WorkerStateName } from './run-events.js';
 
 /** Steps over which the step split and the ETA are averaged (the recent pace). */

@@ -96,9 +96,9 @@ export function stepSeriesSpec(
 }
 
 /** A horizontal stacked bar per rank (rows of splitRows): a straggler's bar is the long one. */
-export function stepSplitSpec(rows: ChartData, width: number): TopLevelSpec {
+export function stepSplitSpec(rows: ChartData, width: number, title: string): TopLevelSpec {
   return {
-    ...base(width, 'Step split per rank (ms, recent mean)'),
+    ...base(width, title),
     height: { step: 28 },
     data: rows,
     mark: { type: 'bar' },
