@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The dashboard's page and script, in the package (src/dashboard/, shipped as is). */
@@ -62,7 +62,8 @@ function packageRoot(): string {
 
 /** A dependency's folder (its build files are not in its package exports). */
 function moduleDir(name: string): string {
-  let dir = dirname(createRequire(import.meta.url).resolve(name));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
+  const entry = createRequire(import.meta.url).resolve(name);
+  // Build folders may hold a package.json of their own ({"type": "module"}): find the package's.
+  const marker = `${sep}node_modules${sep}${name}${sep}`;
+  return entry.slice(0, entry.lastIndexOf(marker) + marker.length - 1);
 }

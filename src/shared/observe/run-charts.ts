@@ -28,7 +28,6 @@ export function splitRows(split: readonly PhaseTimings[]): object[] {
 
 const base = (width: number, title: string) =>
   ({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: title, anchor: 'start', fontSize: 14 },
     width,
     height: Math.round(width * 0.45),
