@@ -1,0 +1,123 @@
+import { join } from 'node:path';
+import type { StepMetrics } from '../../gen/tfjs_ddp/v1/coordinator.js';
+import { log } from '../../shared/logging/logger.js';
+import { ClockOffsets } from './clock-offsets.js';
+import { ObserveServer } from './observe-server.js';
+import { PrometheusMetrics } from './prometheus-metrics.js';
+import { type RankStep, RunEventHub } from './run-events.js';
+import { RunState } from './run-state.js';
+import { type StepWindow, TRACE_FILE, TraceWriter } from './trace-writer.js';
+
+/** How the run is seen: the HTTP server (dashboard, /metrics) and the trace. */
+export interface ObserveSettings {
+  /** 0: no HTTP server. */
+  httpPort: number;
+  httpHost: string;
+  /** Required by the dashboard and /metrics when set. */
+  httpToken?: string;
+  /** Steps to record into <run>/trace.json; absent: no trace. */
+  trace?: StepWindow;
+}
+
+/**
+ * The observers of one run behind its RunEventHub: the dashboard's state and the Prometheus
+ * registry (served by ObserveServer from start(), so that the page is there while workers
+ * join), and the trace, opened once the run folder is known (openTrace). The loop emits into
+ * `events`; close() ends the trace file and the server.
+ */
+export class RunObservers {
+  readonly events: RunEventHub;
+  readonly clocks = new ClockOffsets();
+  private trace: TraceWriter | undefined;
+
+  private constructor(
+    private readonly settings: ObserveSettings,
+    private readonly server: ObserveServer | undefined,
+    state: RunState,
+    metrics: PrometheusMetrics,
+  ) {
+    this.events = new RunEventHub([state, metrics]);
+  }
+
+  static async start(settings: ObserveSettings): Promise<RunObservers> {
+    const state = new RunState();
+    const metrics = new PrometheusMetrics();
+    const server = settings.httpPort > 0 ? await startServer(settings, state, metrics) : undefined;
+    return new RunObservers(settings, server, state, metrics);
+  }
+
+  /** The dashboard's address, when the server runs. */
+  get url(): string | undefined {
+    if (!this.server) return undefined;
+    const host = this.settings.httpHost.includes(':')
+      ? `[${this.settings.httpHost}]`
+      : this.settings.httpHost;
+    return `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${this.server.port}/`;
+  }
+
+  /** Starts <runDir>/trace.json when --trace asked for it. */
+  openTrace(runDir: string): void {
+    if (!this.settings.trace || this.trace) return;
+    this.trace = new TraceWriter(join(runDir, TRACE_FILE), this.settings.trace);
+    this.events.add(this.trace);
+    log().info(
+      `recording the timeline of steps ${describe(this.settings.trace)} into ${TRACE_FILE}`,
+    );
+  }
+
+  /**
+   * The ranks' StepMetrics (indexed by rank) as RankSteps on the coordinator's clock;
+   * `arrivedMs[rank]` is when each arrived (ClockOffsets learns from it).
+   */
+  rankSteps(all: readonly StepMetrics[], arrivedMs: readonly number[]): RankStep[] {
+    return all.map((m, rank) => {
+      const t = m.timings;
+      if (t && t.sentUnixMs > 0) this.clocks.observe(rank, t.sentUnixMs, arrivedMs[rank]);
+      return {
+        rank,
+        ...(t && t.startUnixMs > 0
+          ? { startMs: this.clocks.toCoordinator(rank, t.startUnixMs) }
+          : {}),
+        dataMs: t?.dataMs ?? 0,
+        computeMs: t?.computeMs ?? 0,
+        waitMs: t?.waitMs ?? 0,
+        barrierMs: t?.barrierMs ?? 0,
+        allReduceMs: t?.allReduceMs ?? 0,
+        applyMs: t?.applyMs ?? 0,
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.events.close();
+    await this.server?.close();
+  }
+}
+
+/** A port in use is a warning, not a failed run: training matters more than watching it. */
+async function startServer(
+  settings: ObserveSettings,
+  state: RunState,
+  metrics: PrometheusMetrics,
+): Promise<ObserveServer | undefined> {
+  try {
+    return await ObserveServer.start({
+      host: settings.httpHost,
+      port: settings.httpPort,
+      state,
+      metrics,
+      token: settings.httpToken,
+    });
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code !== 'EADDRINUSE' && e.code !== 'EACCES') throw error;
+    log().warn(
+      `no dashboard: port ${settings.httpPort} on ${settings.httpHost} is not available (${e.code}); choose another with --http-port`,
+    );
+    return undefined;
+  }
+}
+
+function describe(w: StepWindow): string {
+  return Number.isFinite(w.last) ? `${w.first} to ${w.last}` : `${w.first} on`;
+}
