@@ -22,8 +22,13 @@ import {
   type SecurityFlags,
   wholeNumber,
 } from './distributed-options.js';
+import { addObserveOptions, type ObserveFlags } from './observe-options.js';
 
-interface CoordinatorFlags extends DistributedConfigFlags, DistributedFlags, SecurityFlags {
+interface CoordinatorFlags
+  extends DistributedConfigFlags,
+    DistributedFlags,
+    SecurityFlags,
+    ObserveFlags {
   backend: string;
   port: string;
   bindHost: string;
@@ -44,6 +49,7 @@ export function registerCoordinatorCommand(program: Command): void {
     );
   addTrainingOptions(command);
   addDistributedOptions(command);
+  addObserveOptions(command);
   addSecurityOptions(command)
     .addOption(
       envOption(

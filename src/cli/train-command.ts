@@ -18,6 +18,7 @@ import { log } from '../shared/logging/logger.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { latestRunDir } from '../shared/training/run-folder.js';
 import { formatDuration } from '../shared/training/training-progress.js';
+import { addObserveOptions } from './observe-options.js';
 
 interface TrainCommandFlags extends TrainFlags {
   backend: string;
@@ -52,12 +53,16 @@ export function registerTrainCommand(program: Command): void {
     )
     .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
     .option('--json', 'print only the final summary as one JSON object on stdout');
-  addLaunchOptions(command).action(async (flags: TrainCommandFlags & LaunchFlags) => {
-    const started = performance.now();
-    const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
-    const elapsed = (performance.now() - started) / 1000;
-    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed));
-  });
+  addObserveOptions(addLaunchOptions(command)).action(
+    async (flags: TrainCommandFlags & LaunchFlags) => {
+      const started = performance.now();
+      const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
+      const elapsed = (performance.now() - started) / 1000;
+      process.stdout.write(
+        flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed),
+      );
+    },
+  );
 }
 
 async function train(flags: TrainCommandFlags): Promise<TrainSummary> {

@@ -124,8 +124,10 @@ describe.each(VARIANTS)('%s', (variant) => {
     const peerOption = optionForFlag(requireCommand(['worker']), '--peer-port');
     expect(Number(portOption?.defaultValue)).toBe(COORDINATOR_PORT);
     expect(Number(peerOption?.defaultValue)).toBe(PEER_PORT);
+    const httpOption = optionForFlag(requireCommand(['coordinator']), '--http-port');
     expect(coordinator.container.ports).toEqual([
       { name: 'grpc', containerPort: COORDINATOR_PORT },
+      { name: 'http', containerPort: Number(httpOption?.defaultValue) },
     ]);
     expect(worker.container.ports).toEqual([{ name: 'peer', containerPort: PEER_PORT }]);
     expect(Number(coordinator.env.TFJS_DDP_PORT)).toBe(COORDINATOR_PORT);
