@@ -22,7 +22,7 @@ import {
   type SecurityFlags,
   wholeNumber,
 } from './distributed-options.js';
-import { addObserveOptions, type ObserveFlags } from './observe-options.js';
+import { addObserveOptions, type ObserveFlags, parseObserveFlags } from './observe-options.js';
 
 interface CoordinatorFlags
   extends DistributedConfigFlags,
@@ -95,6 +95,7 @@ async function coordinate(flags: CoordinatorFlags): Promise<TrainSummary> {
   const port = wholeNumber('--port', flags.port, 0);
   const distributed = parseDistributedFlags(flags);
   const security = await loadSecurity(flags);
+  const observe = parseObserveFlags(flags, flags.bindHost, security.token);
   const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, worldSize);
   await initBackend(flags.backend as BackendRequest);
   const controller = new AbortController();
@@ -116,6 +117,7 @@ async function coordinate(flags: CoordinatorFlags): Promise<TrainSummary> {
       port,
       security,
       signal: controller.signal,
+      observe,
       ...distributed,
     });
     return await coordinator.run();

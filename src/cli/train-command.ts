@@ -18,9 +18,9 @@ import { log } from '../shared/logging/logger.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { latestRunDir } from '../shared/training/run-folder.js';
 import { formatDuration } from '../shared/training/training-progress.js';
-import { addObserveOptions } from './observe-options.js';
+import { addObserveOptions, type ObserveFlags, parseObserveFlags } from './observe-options.js';
 
-interface TrainCommandFlags extends TrainFlags {
+interface TrainCommandFlags extends TrainFlags, ObserveFlags {
   backend: string;
   out?: string;
   checkpointEvery?: string;
@@ -82,6 +82,7 @@ async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
   } else {
     config = resolveTrainConfig(flags);
   }
+  const observe = parseObserveFlags(flags, '127.0.0.1');
   const backend = await initBackend(flags.backend as BackendRequest);
 
   // The first signal stops the run after the current step, with a checkpoint; a second one
@@ -103,6 +104,7 @@ async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
       resumeFrom,
       checkpointEvery,
       signal: controller.signal,
+      observe,
     });
   } finally {
     process.off('SIGINT', onSignal);

@@ -23,6 +23,8 @@ export interface ChannelEvents {
   reported(channel: ControlChannel, message: string): void;
   /** The worker sent something that breaks the protocol. */
   broken(channel: ControlChannel, error: RunFailure): void;
+  /** A heartbeat: the worker is alive and says what it does (for the dashboard). */
+  heard?(channel: ControlChannel, activity: string): void;
 }
 
 /**
@@ -131,6 +133,7 @@ export class ControlChannel {
     const kind = message.kind;
     if (kind?.$case === 'heartbeat') {
       if (kind.value.activity) this.reported = kind.value.activity;
+      this.events.heard?.(this, kind.value.activity);
     } else if (kind?.$case === 'stepMetrics') {
       const m = kind.value;
       this.deliver(this.steps, m.step, m, `step ${m.step}'s metrics`);

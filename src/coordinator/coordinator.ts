@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
 import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
@@ -13,6 +14,8 @@ import { DEFAULT_GRPC_SETTINGS, PROTOCOL_VERSION } from '../shared/transport/grp
 import { type ChannelEvents, type ControlCall, ControlChannel } from './control-channel.js';
 import { CoordinatorService } from './coordinator-service.js';
 import { type Admission, Membership } from './membership.js';
+import { nowMs, type WorkerStateName } from './observe/run-events.js';
+import { type ObserveSettings, RunObservers } from './observe/run-observers.js';
 import { type PreparedRun, prepareRun } from './prepared-run.js';
 import { RunFailure } from './run-failure.js';
 import { type TrainSummary, trainWorld } from './train-world.js';
@@ -41,6 +44,8 @@ export interface CoordinatorOptions {
   security: Security;
   /** Once aborted, the run stops after the current step with a checkpoint. */
   signal?: AbortSignal;
+  /** The dashboard, /metrics and the trace; absent: none of them. */
+  observe?: ObserveSettings;
 }
 
 /** What the run shares between start-up, the world and the end. */
@@ -50,6 +55,7 @@ interface CoordinatorState {
   membership: Membership;
   reduction: StarReductionService;
   server: RunningGrpcServer;
+  observers: RunObservers;
 }
 
 /**
@@ -135,7 +141,11 @@ export class Coordinator implements ChannelEvents {
       credentials: opts.security.server,
     });
     server.health.setStatus('tfjs_ddp.v1.Coordinator', 'SERVING');
-    coordinator = new Coordinator({ run, opts, membership, reduction, server });
+    const observers = await RunObservers.start(
+      opts.observe ?? { httpPort: 0, httpHost: opts.host },
+    );
+    if (observers.url) log().info({ dashboard: observers.url }, `dashboard: ${observers.url}`);
+    coordinator = new Coordinator({ run, opts, membership, reduction, server, observers });
     log().info(
       { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
       `coordinator listening on ${opts.host}:${server.port}${opts.security.tls ? ' (TLS)' : ''}; waiting for ${opts.worldSize} worker${opts.worldSize > 1 ? 's' : ''} to join`,
@@ -150,8 +160,10 @@ export class Coordinator implements ChannelEvents {
    * (checkpoint written).
    */
   async run(): Promise<TrainSummary> {
-    const { membership, reduction, server, opts, run } = this.s;
+    const { membership, reduction, server, opts, run, observers } = this.s;
     let graceMs = 2000;
+    let outcome: 'completed' | 'interrupted' | 'failed' = 'failed';
+    let message: string | undefined;
     try {
       await this.formWorld();
       const summary = await trainWorld(
@@ -163,9 +175,11 @@ export class Coordinator implements ChannelEvents {
           fingerprintEvery: opts.fingerprintEvery,
           allReduce: { mode: opts.allReduce, compression: opts.compression },
           signal: opts.signal,
+          observers,
         },
         this.group,
       );
+      outcome = 'completed';
       this.group.stop('');
       await Promise.race([
         Promise.all(this.group.channels.map((c) => c.closed)),
@@ -173,7 +187,8 @@ export class Coordinator implements ChannelEvents {
       ]);
       return summary;
     } catch (error) {
-      const message = (error as Error).message;
+      message = (error as Error).message;
+      if (opts.signal?.aborted) outcome = 'interrupted';
       if (error instanceof RunFailure) this.group.fail(error);
       // Said now: stopping may take a moment (a stalled worker never closes its streams).
       log().warn(`stopping every worker: ${message}`);
@@ -182,6 +197,8 @@ export class Coordinator implements ChannelEvents {
       for (const c of this.channels.values()) c.stop(message);
       throw error;
     } finally {
+      observers.events.emit({ type: 'run-ended', time: nowMs(), outcome, message });
+      await observers.close();
       membership.stop();
       reduction.stop('the run is over');
       run.model.dispose();
@@ -197,11 +214,13 @@ export class Coordinator implements ChannelEvents {
   }
 
   lost(channel: ControlChannel, error: RunFailure): void {
+    this.workerEvent(channel.rank, 'left', error.message);
     if (this.started) this.group.lost(channel, error);
     else this.leave(channel, error.message);
   }
 
   reported(channel: ControlChannel, message: string): void {
+    this.workerEvent(channel.rank, 'failed', message);
     if (this.started) this.group.reported(channel, message);
     else this.leave(channel, `failed: ${message}`);
   }
@@ -215,8 +234,27 @@ export class Coordinator implements ChannelEvents {
     this.leave(channel, error.message);
   }
 
+  heard(channel: ControlChannel, activity: string): void {
+    this.workerEvent(channel.rank, 'training', activity);
+  }
+
+  private workerEvent(rank: number, state: WorkerStateName, activity?: string): void {
+    this.s.observers.events.emit({ type: 'worker', time: nowMs(), rank, state, activity });
+  }
+
   private attach(admission: Admission, call: ControlCall): void {
     const channel = new ControlChannel(admission, call, this.s.opts.stepTimeoutMs, this);
+    const device = admission.device;
+    if (device?.hostname === hostname()) this.s.observers.clocks.sameHost(admission.rank);
+    this.s.observers.events.emit({
+      type: 'worker',
+      time: nowMs(),
+      rank: admission.rank,
+      state: 'joined',
+      host: device?.hostname,
+      device: device?.device,
+      backend: device?.backend,
+    });
     this.channels.set(admission.rank, channel);
     if (this.s.membership.complete) this.worldFormed?.();
   }

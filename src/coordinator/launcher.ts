@@ -8,6 +8,7 @@ import {
   parseDistributedFlags,
   wholeNumber,
 } from '../cli/distributed-options.js';
+import { type ObserveFlags, parseObserveFlags } from '../cli/observe-options.js';
 import { initBackend } from '../shared/backend/select-backend.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
@@ -17,7 +18,7 @@ import { planGpus } from './gpu-plan.js';
 import { type LocalWorkerSpec, LocalWorkers } from './local-workers.js';
 import type { TrainSummary } from './train-world.js';
 
-export interface LaunchFlags extends DistributedConfigFlags, DistributedFlags {
+export interface LaunchFlags extends DistributedConfigFlags, DistributedFlags, ObserveFlags {
   workers?: string;
   gpus?: string | true;
   backend: string;
@@ -73,6 +74,8 @@ export async function trainWithWorkers(flags: LaunchFlags): Promise<TrainSummary
     backend: flags.backend,
   });
   const distributed = parseDistributedFlags(flags);
+  // On loopback like the workers; the join token is internal, so only --http-token guards it.
+  const observe = parseObserveFlags(flags, '127.0.0.1');
   const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers);
   // The coordinator only builds, fingerprints and exports the model: the GPUs stay the workers'.
   await initBackend('wasm');
@@ -107,6 +110,7 @@ export async function trainWithWorkers(flags: LaunchFlags): Promise<TrainSummary
         channel: credentials.createInsecure(),
       },
       signal: controller.signal,
+      observe,
       ...distributed,
     });
     const specs = Array.from({ length: gpus.workers }, (_, rank) =>

@@ -1,8 +1,12 @@
+import { hostname } from 'node:os';
 import type { TrainConfig } from '../shared/config/train-config.js';
 import { inMemorySamples } from '../shared/data/sample-source.js';
+import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { Replica } from '../shared/training/replica.js';
 import { InProcessGroup } from './in-process-group.js';
+import { nowMs } from './observe/run-events.js';
+import { type ObserveSettings, RunObservers } from './observe/run-observers.js';
 import { prepareRun } from './prepared-run.js';
 import { type TrainSummary, trainWorld } from './train-world.js';
 
@@ -21,6 +25,8 @@ export interface InProcessTrainingOptions {
   checkpointEvery?: number;
   /** Once aborted (reason: the signal's name), the run stops after the current step. */
   signal?: AbortSignal;
+  /** The dashboard, /metrics and the trace; absent: none of them. */
+  observe?: ObserveSettings;
 }
 
 /**
@@ -43,12 +49,27 @@ export async function trainInProcess(opts: InProcessTrainingOptions): Promise<Tr
     { train: config, compression: 'none', firstBucketBytes: 0, bucketBytes: 0 },
     Promise.resolve(inMemorySamples(prepared.data, config)),
   );
+  const observers = await RunObservers.start(
+    opts.observe ?? { httpPort: 0, httpHost: '127.0.0.1' },
+  );
+  if (observers.url) log().info({ dashboard: observers.url }, `dashboard: ${observers.url}`);
+  observers.clocks.sameHost(0);
+  observers.events.emit({
+    type: 'worker',
+    time: nowMs(),
+    rank: 0,
+    state: 'joined',
+    host: hostname(),
+    device: 'this process',
+    backend: opts.backend,
+  });
+  let outcome: 'completed' | 'interrupted' | 'failed' = 'failed';
   try {
     const checkpoint = resumeFrom && {
       weights: resumeFrom.weights,
       optimizer: resumeFrom.optimizer,
     };
-    return await trainWorld(
+    const summary = await trainWorld(
       {
         config,
         prepared,
@@ -57,10 +78,18 @@ export async function trainInProcess(opts: InProcessTrainingOptions): Promise<Tr
         // One replica has nothing to disagree with.
         fingerprintEvery: 0,
         signal: opts.signal,
+        observers,
       },
       new InProcessGroup(replica, opts.backend, checkpoint),
     );
+    outcome = 'completed';
+    return summary;
+  } catch (error) {
+    if (opts.signal?.aborted) outcome = 'interrupted';
+    throw error;
   } finally {
+    observers.events.emit({ type: 'run-ended', time: nowMs(), outcome });
+    await observers.close();
     replica.dispose();
     prepared.model.dispose();
   }

@@ -1,10 +1,15 @@
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
 import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import { type Checkpoint, writeCheckpoint } from '../shared/training/checkpoint.js';
+import {
+  CHECKPOINT_FILE,
+  type Checkpoint,
+  writeCheckpoint,
+} from '../shared/training/checkpoint.js';
 import { MetricsWriter } from '../shared/training/metrics-writer.js';
 import {
   createRunDir,
@@ -16,6 +21,8 @@ import { Sampler } from '../shared/training/sampler.js';
 import { TrainingProgress } from '../shared/training/training-progress.js';
 import { writeModelWeights } from '../shared/training/weight-layout.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import { nowMs } from './observe/run-events.js';
+import type { RunObservers } from './observe/run-observers.js';
 import type { PreparedRun } from './prepared-run.js';
 import type { ReplicaGroup } from './replica-group.js';
 import { RunFailure } from './run-failure.js';
@@ -62,6 +69,8 @@ export interface WorldRun {
   allReduce?: { mode: CollectiveName; compression: Compression };
   /** Once aborted (reason: the signal's name), the run stops after the current step. */
   signal?: AbortSignal;
+  /** Told of the run's events (the dashboard, /metrics, the trace). */
+  observers: RunObservers;
 }
 
 /**
@@ -103,11 +112,37 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
 
   await writeRunConfig(runDir, config);
   const metrics = await MetricsWriter.open(join(runDir, METRICS_FILE), resumeFrom?.step);
-  const timings = new StepTimingStats(
-    group.size,
-    prepared.trainableSize * (w.allReduce?.compression === 'bf16' ? 2 : 4),
-    w.allReduce?.mode !== 'star',
-  );
+  const gradientBytes = prepared.trainableSize * (w.allReduce?.compression === 'bf16' ? 2 : 4);
+  const ring = w.allReduce?.mode !== 'star';
+  const timings = new StepTimingStats(group.size, gradientBytes, ring);
+  const n = group.size;
+  const { observers } = w;
+  observers.openTrace(runDir);
+  const started = nowMs();
+  observers.events.emit({
+    type: 'run-started',
+    time: started,
+    runDir,
+    config: { ...config, workers: n, ...(w.allReduce ? { allReduce: w.allReduce } : {}) },
+    worldSize: n,
+    totalSteps: plan.totalSteps,
+    stepsPerEpoch: plan.stepsPerEpoch,
+    globalBatch: plan.globalBatch,
+    startStep,
+    gradientBytes,
+    allReduce: w.allReduce?.mode ?? 'none',
+  });
+  observers.events.emit({
+    type: 'membership',
+    time: started,
+    generation: 1,
+    worldSize: n,
+    step: startStep,
+    reason: 'the world formed',
+  });
+  for (let rank = 0; rank < n; rank++) {
+    observers.events.emit({ type: 'worker', time: started, rank, state: 'training' });
+  }
   try {
     const result = await runTrainingLoop({
       group,
@@ -120,6 +155,7 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
       saveCheckpoint: async (step, cursor, state) => {
         // The export takes the last checkpoint's state (BatchNorm statistics averaged).
         writeModelWeights(model, state.weights);
+        const writing = nowMs();
         await writeCheckpoint(runDir, {
           step,
           cursor,
@@ -129,6 +165,13 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
           weights: state.weights,
           optimizer: state.optimizer,
         });
+        observers.events.emit({
+          type: 'checkpoint',
+          step,
+          startMs: writing,
+          durationMs: nowMs() - writing,
+          bytes: (await stat(join(runDir, CHECKPOINT_FILE))).size,
+        });
       },
       metrics,
       progress: new TrainingProgress({
@@ -137,6 +180,9 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
         startStep,
       }),
       timings,
+      observers,
+      // A world of one sends nothing.
+      allReduceBytesPerRank: n === 1 ? 0 : ring ? (2 * (n - 1) * gradientBytes) / n : gradientBytes,
       signal: w.signal,
     });
     logTimings(timings.summary(), group.size, w.allReduce?.mode);

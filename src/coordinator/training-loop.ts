@@ -7,6 +7,8 @@ import type { RunPlan } from '../shared/training/run-plan.js';
 import { type DataCursor, type Sampler, shardIndices } from '../shared/training/sampler.js';
 import type { TrainingProgress } from '../shared/training/training-progress.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import { nowMs, type RankStep } from './observe/run-events.js';
+import type { RunObservers } from './observe/run-observers.js';
 import type { ReplicaGroup } from './replica-group.js';
 import { RunFailure } from './run-failure.js';
 import { summarizeStep } from './step-results.js';
@@ -33,6 +35,10 @@ export interface TrainingLoopOptions {
   metrics: MetricsWriter;
   progress: TrainingProgress;
   timings: StepTimingStats;
+  /** Told of every step, evaluation and span (the dashboard, /metrics, the trace). */
+  observers: RunObservers;
+  /** Bytes each rank sends in one all-reduce. */
+  allReduceBytesPerRank: number;
   /** Once aborted, the loop stops after the current step and checkpoints. */
   signal?: AbortSignal;
 }
@@ -81,7 +87,8 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
   let checkpointedAt = -1;
   let skippedInARow = 0;
 
-  const stepCompleted = (p: PendingStep, all: StepMetrics[]) => {
+  const { observers } = opts;
+  const stepCompleted = (p: PendingStep, all: StepMetrics[], collected: number) => {
     const now = performance.now();
     const seconds = (now - lastCollected) / 1000;
     lastCollected = now;
@@ -90,12 +97,28 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       log().warn({ step: p.step + 1 }, `step ${p.step + 1} skipped on every replica: ${skipped}`);
     const timings = combineTimings(all);
     opts.timings.add(timings);
+    const accuracy = count > 0 ? correct / count : 0;
+    const ranks = observers.stepCollected(
+      {
+        step: p.step + 1,
+        epoch: p.epoch,
+        loss,
+        accuracy,
+        images: count,
+        imagesPerSec: count / seconds,
+        lr: p.lr,
+        allReduceBytesPerRank: opts.allReduceBytesPerRank,
+        skipped: skipped !== undefined,
+      },
+      all,
+      collected,
+    );
     opts.metrics.write({
       type: 'step',
       step: p.step + 1,
       epoch: p.epoch,
       loss,
-      accuracy: count > 0 ? correct / count : 0,
+      accuracy,
       images: count,
       lr: p.lr,
       imagesPerSec: count / seconds,
@@ -103,6 +126,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       workers: group.size,
       timings,
       ...(skipped ? { skipped: true } : {}),
+      ranks: ranks.map(roundedTimings),
     });
     run.images += count;
     run.seconds += seconds;
@@ -126,7 +150,12 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       );
     }
   };
-  const collect = async (p: PendingStep) => stepCompleted(p, await p.metrics);
+  const collect = async (p: PendingStep) => {
+    const collecting = nowMs();
+    const all = await p.metrics;
+    stepCompleted(p, all, nowMs());
+    observers.span('collect', p.step + 1, collecting);
+  };
 
   while (step < totalSteps && !signal?.aborted) {
     const offset = sampler.cursor.offset;
@@ -135,6 +164,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     const shards = shardIndices(indices, group.size);
     const lr = plan.schedule(step);
     const current = step;
+    const planning = nowMs();
     const metrics = group.step(current, (rank) => ({
       step: current,
       epoch,
@@ -143,6 +173,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       globalBatchSize: indices.length,
       learningRate: lr,
     }));
+    observers.span('plan', current, planning);
     // Awaited in order later; a failure meanwhile is the group's and surfaces there.
     metrics.catch(() => undefined);
     pending.push({ step: current, epoch, lr, images: indices.length, metrics });
@@ -164,11 +195,25 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       await collect(pending.shift() as PendingStep);
     if (!sync) continue;
     if (fingerprints) {
+      const comparing = nowMs();
       const mismatch = fingerprintMismatch(await fingerprints);
+      observers.span('fingerprint', step, comparing);
       if (mismatch) throw new RunFailure(`the replicas diverged: after step ${step}, ${mismatch}`);
     }
     if (evaluated) {
+      const evaluating = nowMs();
       const { loss, accuracy, count } = await evaluated;
+      observers.events.emit({
+        type: 'eval',
+        step,
+        epoch,
+        loss,
+        accuracy,
+        count,
+        startMs: evaluating,
+        durationMs: nowMs() - evaluating,
+      });
+      observers.span('evaluate', step, evaluating);
       valAccuracy = accuracy;
       opts.metrics.write({
         type: 'eval',
@@ -186,8 +231,10 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       if (endsEpoch) Object.assign(epochSums, { loss: 0, correct: 0, images: 0, seconds: 0 });
     }
     if (state) {
+      const checkpointing = nowMs();
       finalState = await state;
       await opts.saveCheckpoint(step, cursor, finalState);
+      observers.span('checkpoint', step, checkpointing);
       checkpointedAt = step;
     }
     lastCollected = performance.now();
@@ -207,6 +254,19 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     finalLoss,
     valAccuracy,
     finalState,
+  };
+}
+
+/** A rank's timings as metrics.jsonl keeps them: the phases, to 0.01 ms. */
+function roundedTimings(r: RankStep) {
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    rank: r.rank,
+    dataMs: round(r.dataMs),
+    computeMs: round(r.computeMs),
+    waitMs: round(r.waitMs),
+    allReduceMs: round(r.allReduceMs),
+    applyMs: round(r.applyMs),
   };
 }
 

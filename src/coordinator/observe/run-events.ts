@@ -1,5 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import { log } from '../../shared/logging/logger.js';
+import { wallClockMs } from '../../shared/observe/wall-clock.js';
 
 /**
  * What the training loop tells the observers (dashboard, /metrics, trace): one narrow seam, so
@@ -132,7 +132,7 @@ export interface RunObserver {
 
 /** The coordinator's clock in ms since the epoch, with sub-millisecond resolution. */
 export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
+  return wallClockMs();
 }
 
 /**

@@ -4,7 +4,13 @@ import { log } from '../../shared/logging/logger.js';
 import { ClockOffsets } from './clock-offsets.js';
 import { ObserveServer } from './observe-server.js';
 import { PrometheusMetrics } from './prometheus-metrics.js';
-import { type RankStep, RunEventHub } from './run-events.js';
+import {
+  type CoordinatorSpan,
+  nowMs,
+  type RankStep,
+  RunEventHub,
+  type StepCompleted,
+} from './run-events.js';
 import { RunState } from './run-state.js';
 import { type StepWindow, TRACE_FILE, TraceWriter } from './trace-writer.js';
 
@@ -28,6 +34,8 @@ export interface ObserveSettings {
 export class RunObservers {
   readonly events: RunEventHub;
   readonly clocks = new ClockOffsets();
+  /** When the coordinator started: the trace's zero. */
+  private readonly startedMs = nowMs();
   private trace: TraceWriter | undefined;
 
   private constructor(
@@ -58,7 +66,7 @@ export class RunObservers {
   /** Starts <runDir>/trace.json when --trace asked for it. */
   openTrace(runDir: string): void {
     if (!this.settings.trace || this.trace) return;
-    this.trace = new TraceWriter(join(runDir, TRACE_FILE), this.settings.trace);
+    this.trace = new TraceWriter(join(runDir, TRACE_FILE), this.startedMs, this.settings.trace);
     this.events.add(this.trace);
     log().info(
       `recording the timeline of steps ${describe(this.settings.trace)} into ${TRACE_FILE}`,
@@ -66,13 +74,18 @@ export class RunObservers {
   }
 
   /**
-   * The ranks' StepMetrics (indexed by rank) as RankSteps on the coordinator's clock;
-   * `arrivedMs[rank]` is when each arrived (ClockOffsets learns from it).
+   * Emits a collected step: the ranks' StepMetrics (indexed by rank) become RankSteps on the
+   * coordinator's clock, `collectedMs` being when the last of them was in hand. Returns them,
+   * for metrics.jsonl.
    */
-  rankSteps(all: readonly StepMetrics[], arrivedMs: readonly number[]): RankStep[] {
-    return all.map((m, rank) => {
+  stepCollected(
+    step: Omit<StepCompleted, 'type' | 'time' | 'ranks'>,
+    all: readonly StepMetrics[],
+    collectedMs: number,
+  ): RankStep[] {
+    const ranks = all.map((m, rank) => {
       const t = m.timings;
-      if (t && t.sentUnixMs > 0) this.clocks.observe(rank, t.sentUnixMs, arrivedMs[rank]);
+      if (t && t.sentUnixMs > 0) this.clocks.observe(rank, t.sentUnixMs, collectedMs);
       return {
         rank,
         ...(t && t.startUnixMs > 0
@@ -85,6 +98,19 @@ export class RunObservers {
         allReduceMs: t?.allReduceMs ?? 0,
         applyMs: t?.applyMs ?? 0,
       };
+    });
+    this.events.emit({ type: 'step', time: collectedMs, ranks, ...step });
+    return ranks;
+  }
+
+  /** Emits the coordinator's span `name` from `startMs` to now. */
+  span(name: CoordinatorSpan['name'], step: number, startMs: number): void {
+    this.events.emit({
+      type: 'coordinator-span',
+      name,
+      step,
+      startMs,
+      durationMs: nowMs() - startMs,
     });
   }
 

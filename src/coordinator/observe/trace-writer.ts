@@ -52,12 +52,16 @@ export interface TraceEvent {
 export class TraceWriter implements RunObserver {
   private readonly fd: number;
   private buffer: string[] = [];
-  private origin: number | undefined;
   private readonly named = new Set<number>();
   private closed = false;
 
+  /**
+   * `originMs` (coordinator clock) is the trace's zero: before anything it records, such as
+   * the coordinator's start (a rank's first step begins when it finished joining).
+   */
   constructor(
     path: string,
+    private readonly origin: number,
     private readonly window: StepWindow = { first: 1, last: DEFAULT_TRACE_STEPS },
   ) {
     this.fd = openSync(path, 'w');
@@ -67,7 +71,6 @@ export class TraceWriter implements RunObserver {
   onEvent(e: RunEvent): void {
     if (this.closed) return;
     if (e.type === 'run-started') {
-      this.origin = e.time;
       this.track(COORDINATOR_PID, 'coordinator');
       return;
     }
@@ -78,7 +81,7 @@ export class TraceWriter implements RunObserver {
       // A span belongs to the step it follows: 'plan' of step n is the n-th step's.
       const step = e.name === 'plan' ? e.step + 1 : e.step;
       if (!this.inWindow(step)) return;
-      this.span(COORDINATOR_PID, e.name, e.startMs, e.durationMs, { step });
+      this.span(COORDINATOR_PID, e.name, e.startMs - this.origin, e.durationMs, { step });
     } else if (e.type === 'membership' || e.type === 'run-ended') {
       return;
     }
@@ -114,31 +117,31 @@ export class TraceWriter implements RunObserver {
       ['apply', r.applyMs],
     ];
     const total = phases.reduce((s, [, ms]) => s + ms, 0);
-    this.span(pid, `step ${step}`, r.startMs, total, { step }, 'step');
-    let t = r.startMs;
+    // Relative to the origin before adding: epoch milliseconds in a double resolve only ~0.2 µs.
+    let t = r.startMs - this.origin;
+    this.span(pid, `step ${step}`, t, total, { step }, 'step');
     for (const [name, ms] of phases) {
       if (ms > 0) this.span(pid, name, t, ms, { step });
       t += ms;
     }
   }
 
+  /** A complete event from `sinceOriginMs` on. */
   private span(
     pid: number,
     name: string,
-    startMs: number,
+    sinceOriginMs: number,
     durationMs: number,
     args: Record<string, unknown>,
     cat = 'phase',
   ): void {
-    const origin = this.origin ?? startMs;
-    this.origin = origin;
     const event: TraceEvent = {
       name,
       cat,
       ph: 'X',
       pid,
       tid: 0,
-      ts: round((startMs - origin) * 1000),
+      ts: round(sinceOriginMs * 1000),
       dur: round(durationMs * 1000),
       args,
     };

@@ -25,6 +25,15 @@ export interface StepMetrics {
   };
   /** The update was skipped (a non-finite gradient on some worker). */
   skipped?: boolean;
+  /** Distributed runs: each rank's own timings (ms), which `timings` combines. */
+  ranks?: {
+    rank: number;
+    dataMs: number;
+    computeMs: number;
+    waitMs: number;
+    allReduceMs: number;
+    applyMs: number;
+  }[];
 }
 
 /** One line per evaluation on the validation split, after `step` steps. */

@@ -15,6 +15,7 @@ import type { TrainConfig } from '../config/train-config.js';
 import type { SampleSource } from '../data/sample-source.js';
 import type { ReplicaState } from '../distributed/state-parts.js';
 import { UserError } from '../errors.js';
+import { wallClockAt, wallClockMs } from '../observe/wall-clock.js';
 import { type EvalSums, Evaluator, mergeEvalSums } from './evaluator.js';
 import { TrainStep } from './train-step.js';
 import { weightsFingerprint } from './weights-fingerprint.js';
@@ -102,7 +103,7 @@ export class Replica {
     const n = plan.step + 1;
     const collective = this.need();
     const idleMs = performance.now() - this.idleSince;
-    const startUnixMs = performance.timeOrigin + this.idleSince;
+    const startUnixMs = wallClockAt(this.idleSince);
     this.report(`loading the batch of step ${n}`);
     const t = performance.now();
     const batch = await (await this.samples).trainBatch(plan.sampleIndices, plan.epoch);
@@ -136,10 +137,11 @@ export class Replica {
         waitMs: idleMs + waitMs,
         dataMs,
         applyMs,
-        // The timeline: where the step starts, how its wait splits, when this was sent.
+        // The timeline (one clock, see wallClockMs): where the step starts, how its wait
+        // splits, when this was sent.
         startUnixMs,
         barrierMs: waitMs,
-        sentUnixMs: performance.timeOrigin + performance.now(),
+        sentUnixMs: wallClockMs(),
       },
       skipped: outcome.skipped !== undefined,
       skipReason: outcome.skipped ?? '',
