@@ -9,6 +9,7 @@ import {
   nowMs,
   type RankStep,
   RunEventHub,
+  type RunObserver,
   type StepCompleted,
 } from './run-events.js';
 import { RunState } from './run-state.js';
@@ -41,17 +42,17 @@ export class RunObservers {
   private constructor(
     private readonly settings: ObserveSettings,
     private readonly server: ObserveServer | undefined,
-    state: RunState,
-    metrics: PrometheusMetrics,
+    observers: RunObserver[],
   ) {
-    this.events = new RunEventHub([state, metrics]);
+    this.events = new RunEventHub(observers);
   }
 
+  /** Without a server, nobody reads the state or the registry: neither is kept. */
   static async start(settings: ObserveSettings): Promise<RunObservers> {
     const state = new RunState();
     const metrics = new PrometheusMetrics();
     const server = settings.httpPort > 0 ? await startServer(settings, state, metrics) : undefined;
-    return new RunObservers(settings, server, state, metrics);
+    return new RunObservers(settings, server, server ? [state, metrics] : []);
   }
 
   /** The dashboard's address, when the server runs. */
