@@ -11,7 +11,7 @@ import {
 } from '../shared/backend/select-backend.js';
 import { addTrainingOptions } from '../shared/config/train-options.js';
 import { loadSecurity } from '../shared/distributed/security.js';
-import { log } from '../shared/logging/logger.js';
+import { gracefulStop } from '../shared/process/graceful-stop.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
 import {
   addDistributedOptions,
@@ -91,14 +91,7 @@ async function coordinate(flags: CoordinatorFlags): Promise<TrainSummary> {
   const security = await loadSecurity(flags);
   const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, worldSize);
   await initBackend(flags.backend as BackendRequest);
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(signal === 'SIGTERM' ? 143 : 130);
-    log().warn(`${signal}: stopping after this step and writing a checkpoint (again to quit now)`);
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
   try {
     const coordinator = await Coordinator.start({
       config,
@@ -109,12 +102,11 @@ async function coordinate(flags: CoordinatorFlags): Promise<TrainSummary> {
       host: flags.bindHost,
       port,
       security,
-      signal: controller.signal,
+      signal: stop.signal,
       ...distributed,
     });
     return await coordinator.run();
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
   }
 }

@@ -11,7 +11,7 @@ import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-tr
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
 import { addTrainingOptions } from '../shared/config/train-options.js';
 import { UserError } from '../shared/errors.js';
-import { log } from '../shared/logging/logger.js';
+import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
 import { latestRunDir } from '../shared/training/run-folder.js';
@@ -50,9 +50,18 @@ export function registerTrainCommand(program: Command): void {
     .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
     .option('--json', 'print only the final summary as one JSON object on stdout');
   addLaunchOptions(command).action(async (flags: TrainCommandFlags & LaunchFlags) => {
-    const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
+    const summary = isDistributed(flags) ? await trainDistributed(flags) : await train(flags);
     process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
   });
+}
+
+async function trainDistributed(flags: TrainCommandFlags & LaunchFlags): Promise<TrainSummary> {
+  const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
+  try {
+    return await trainWithWorkers(flags, stop);
+  } finally {
+    stop.dispose();
+  }
 }
 
 async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
@@ -74,16 +83,7 @@ async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
   }
   const backend = await initBackend(flags.backend as BackendRequest);
 
-  // The first signal stops the run after the current step, with a checkpoint; a second one
-  // exits at once.
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(signal === 'SIGTERM' ? 143 : 130);
-    log().warn(`${signal}: stopping after this step and writing a checkpoint (again to quit now)`);
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = gracefulStop('stopping after this step and writing a checkpoint');
   try {
     return await trainLocally({
       config,
@@ -92,11 +92,10 @@ async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
       out: flags.out,
       resumeFrom,
       checkpointEvery,
-      signal: controller.signal,
+      signal: stop.signal,
     });
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
   }
 }
 

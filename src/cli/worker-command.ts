@@ -5,6 +5,7 @@ import { BACKEND_REQUESTS, type BackendRequest } from '../shared/backend/select-
 import { loadSecurity } from '../shared/distributed/security.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
+import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { runWorker } from '../worker/worker.js';
 import {
   addSecurityOptions,
@@ -89,9 +90,7 @@ export function registerWorkerCommand(program: Command): void {
     exitWithParent(log());
     // Started by `train --workers`: Ctrl-C reaches the whole process group, and the launcher
     // stops the run in order (a checkpoint first); this process waits for its Stop.
-    if (launchedByParent()) process.on('SIGINT', () => undefined);
-    const controller = new AbortController();
-    process.once('SIGTERM', () => controller.abort('SIGTERM'));
+    const stop = gracefulStop('leaving the run', { ignoreSigint: launchedByParent() });
     try {
       await runWorker({
         coordinator: flags.coordinator,
@@ -105,9 +104,10 @@ export function registerWorkerCommand(program: Command): void {
         rank: flags.rank === undefined ? undefined : wholeNumber('--rank', flags.rank, 0),
         joinTimeoutMs: 1000 * wholeNumber('--join-timeout', flags.joinTimeout, 1),
         security,
-        signal: controller.signal,
+        signal: stop.signal,
       });
     } finally {
+      stop.dispose();
       // Stop watching the launcher, and do not let a lingering connection keep the process up.
       process.stdin.destroy();
       setTimeout(() => process.exit(), 3000).unref();

@@ -5,7 +5,7 @@ import type { TrainConfig } from '../shared/config/train-config.js';
 import { type DataFrom, encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
+import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
@@ -161,10 +161,12 @@ export class Coordinator implements ChannelEvents {
       ]);
       return summary;
     } catch (error) {
-      const message = (error as Error).message;
+      // An interrupted run ends in order (its checkpoint is written): the workers stop as after
+      // a completed run, and the interruption is reported once, by the caller.
+      const message = error instanceof Interrupted ? '' : (error as Error).message;
       if (error instanceof RunFailure) this.group.fail(error);
       // Said now: stopping may take a moment (a stalled worker never closes its streams).
-      log().warn(`stopping every worker: ${message}`);
+      if (message) log().warn(`stopping every worker: ${message}`);
       graceMs = 300;
       this.group.stop(message);
       for (const c of this.channels.values()) c.stop(message);
@@ -233,18 +235,18 @@ export class Coordinator implements ChannelEvents {
           ),
         );
       }, opts.joinTimeoutMs);
-      const onSignal = () =>
-        reject(
-          new UserError(
-            `interrupted by ${String(opts.signal?.reason)} before training started`,
-            130,
-          ),
-        );
+      // Settles like the other outcomes: a join timer left behind would keep the process up.
+      const onSignal = () => {
+        settle();
+        const signal = String(opts.signal?.reason);
+        reject(new Interrupted(`interrupted by ${signal} before training started`, signal));
+      };
       opts.signal?.addEventListener('abort', onSignal, { once: true });
       const settle = () => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onSignal);
       };
+      if (opts.signal?.aborted) onSignal();
       this.worldFormed = () => {
         settle();
         resolve();

@@ -11,6 +11,7 @@ import {
 import { initBackend } from '../shared/backend/select-backend.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
+import type { GracefulStop } from '../shared/process/graceful-stop.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
 import { Coordinator } from './coordinator.js';
 import { type DistributedConfigFlags, resolveDistributedConfig } from './distributed-config.js';
@@ -62,11 +63,15 @@ export function isDistributed(flags: LaunchFlags): boolean {
  * `train --workers N`, like torchrun --nproc_per_node: the coordinator runs in this process
  * on 127.0.0.1 (a free port, a random join token) and N workers run as child processes
  * (LocalWorkers: logs tagged by rank, no orphans), each with its own GPU when there are GPUs.
- * The first SIGINT/SIGTERM stops the run after the current step with a checkpoint; a second
- * one kills the workers at once. Rejects with the coordinator's error (naming the rank) when
- * a worker fails, and with the worker's exit when one exits badly after the run.
+ * `stop` (the process's graceful stop) ends the run after the current step with a checkpoint,
+ * or at once before training started; a second signal kills the workers. Rejects with the
+ * coordinator's error (naming the rank) when a worker fails, and with the worker's exit when
+ * one exits badly after the run.
  */
-export async function trainWithWorkers(flags: LaunchFlags): Promise<TrainSummary> {
+export async function trainWithWorkers(
+  flags: LaunchFlags,
+  stop: GracefulStop,
+): Promise<TrainSummary> {
   const gpus = planGpus({
     workers: flags.workers === undefined ? undefined : wholeNumber('--workers', flags.workers, 1),
     gpus: flags.gpus,
@@ -77,81 +82,66 @@ export async function trainWithWorkers(flags: LaunchFlags): Promise<TrainSummary
   // The coordinator only builds, fingerprints and exports the model: the GPUs stay the workers'.
   await initBackend('wasm');
   const token = randomBytes(16).toString('hex');
-  const controller = new AbortController();
   let workers: LocalWorkers | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) {
-      void workers?.stop(0).then(() => process.exit(signal === 'SIGTERM' ? 143 : 130));
-      return;
-    }
-    log().warn(
-      `${signal}: stopping every worker after this step and writing a checkpoint (again to quit now)`,
-    );
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  stop.onForce(() => workers?.stop(0));
+  const coordinator = await Coordinator.start({
+    config,
+    worldSize: gpus.workers,
+    runDir,
+    out: flags.out,
+    resumeFrom,
+    host: '127.0.0.1',
+    port: 0,
+    security: {
+      token,
+      tls: false,
+      server: ServerCredentials.createInsecure(),
+      channel: credentials.createInsecure(),
+    },
+    signal: stop.signal,
+    ...distributed,
+  });
+  const specs = Array.from({ length: gpus.workers }, (_, rank) =>
+    workerSpec(
+      rank,
+      coordinator.port,
+      flags,
+      config.model,
+      // Workers that fetch their images get no folder to read them from.
+      distributed.dataFrom === 'local' ? config.data.dataDir : undefined,
+      distributed.joinTimeoutMs,
+      token,
+      gpus.devices?.[rank],
+    ),
+  );
+  // Interrupted while the coordinator started: run() rejects at once, and no worker starts.
+  if (stop.signal.aborted) await coordinator.run();
+  workers = new LocalWorkers(specs, log());
+  const started = workers;
+  // A worker process that dies ends the run now (its rank named), not at a deadline.
+  started.done.catch((error: Error) => coordinator.abort(error.message));
+  let summary: TrainSummary;
   try {
-    const coordinator = await Coordinator.start({
-      config,
-      worldSize: gpus.workers,
-      runDir,
-      out: flags.out,
-      resumeFrom,
-      host: '127.0.0.1',
-      port: 0,
-      security: {
-        token,
-        tls: false,
-        server: ServerCredentials.createInsecure(),
-        channel: credentials.createInsecure(),
-      },
-      signal: controller.signal,
-      ...distributed,
-    });
-    const specs = Array.from({ length: gpus.workers }, (_, rank) =>
-      workerSpec(
-        rank,
-        coordinator.port,
-        flags,
-        config.model,
-        // Workers that fetch their images get no folder to read them from.
-        distributed.dataFrom === 'local' ? config.data.dataDir : undefined,
-        distributed.joinTimeoutMs,
-        token,
-        gpus.devices?.[rank],
-      ),
-    );
-    workers = new LocalWorkers(specs, log());
-    const started = workers;
-    // A worker process that dies ends the run now (its rank named), not at a deadline.
-    started.done.catch((error: Error) => coordinator.abort(error.message));
-    let summary: TrainSummary;
-    try {
-      summary = await coordinator.run();
-    } catch (error) {
-      await started.stop(FAILED_STOP_GRACE_MS);
-      throw error;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => {
-      timer = setTimeout(() => r('late'), EXIT_GRACE_MS);
-    });
-    const exited = await Promise.race([started.done.then(() => 'exited' as const), late]).finally(
-      () => clearTimeout(timer),
-    );
-    if (exited === 'late') {
-      await started.stop();
-      throw new UserError(
-        `the workers did not exit within ${EXIT_GRACE_MS / 1000} s after the run ended`,
-        3,
-      );
-    }
-    return { ...summary, workers: gpus.workers };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    summary = await coordinator.run();
+  } catch (error) {
+    await started.stop(FAILED_STOP_GRACE_MS);
+    throw error;
   }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), EXIT_GRACE_MS);
+  });
+  const exited = await Promise.race([started.done.then(() => 'exited' as const), late]).finally(
+    () => clearTimeout(timer),
+  );
+  if (exited === 'late') {
+    await started.stop();
+    throw new UserError(
+      `the workers did not exit within ${EXIT_GRACE_MS / 1000} s after the run ended`,
+      3,
+    );
+  }
+  return { ...summary, workers: gpus.workers };
 }
 
 function workerSpec(

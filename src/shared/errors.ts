@@ -13,3 +13,18 @@ export class UserError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** The exit code of a process stopped by `signal` (128 + its number, as shells report it). */
+export function signalExitCode(signal: string): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
+/**
+ * The run stopped because the user asked it to (SIGINT, SIGTERM): not a failure, so the CLI
+ * reports it once, at INFO, and exits with the signal's code.
+ */
+export class Interrupted extends UserError {
+  constructor(message: string, signal: string) {
+    super(message, signalExitCode(signal));
+  }
+}

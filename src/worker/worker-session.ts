@@ -4,7 +4,7 @@ import type { Collective } from '../shared/collectives/collective.js';
 import { createCollective } from '../shared/collectives/create-collective.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
 import { toStateParts } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
+import { Interrupted, UserError } from '../shared/errors.js';
 import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
 import { type Command, CoordinatorError, type CoordinatorLink } from './coordinator-link.js';
@@ -77,7 +77,7 @@ export class WorkerSession {
     const stopped = new Promise<never>((_, reject) => {
       signal?.addEventListener(
         'abort',
-        () => reject(new UserError(`stopped by ${String(signal.reason)}`, 143)),
+        () => reject(new Interrupted(`stopped by ${String(signal.reason)}`, String(signal.reason))),
         { once: true },
       );
     });

@@ -27,7 +27,10 @@ export interface WorkerOptions {
   rank?: number;
   joinTimeoutMs: number;
   security: Security;
-  /** Once aborted (SIGTERM), the worker reports the reason as its failure and stops. */
+  /**
+   * Once aborted (SIGTERM), the worker stops: at once while it connects and joins; later it
+   * reports the reason to the coordinator as its failure.
+   */
   signal?: AbortSignal;
 }
 
@@ -78,7 +81,11 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         workerId: `${hostname()}:${process.pid}`,
         requestedRank: opts.rank,
       },
-      { credentials: opts.security.channel, joinTimeoutMs: opts.joinTimeoutMs },
+      {
+        credentials: opts.security.channel,
+        joinTimeoutMs: opts.joinTimeoutMs,
+        signal: opts.signal,
+      },
     );
     try {
       const settings = decodeRunSettings(response.config);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { TrainConfig } from '../config/train-config.js';
 import { loadDataset } from '../data/load-dataset.js';
-import { UserError } from '../errors.js';
+import { Interrupted, UserError } from '../errors.js';
 import { log } from '../logging/logger.js';
 import { architectureFingerprint, buildModel } from '../models/zoo.js';
 import { type Checkpoint, writeCheckpoint } from './checkpoint.js';
@@ -43,7 +43,7 @@ export interface TrainSummary {
 }
 
 /** Thrown when a run stops on a signal, after its checkpoint is written. */
-export class TrainingInterrupted extends UserError {
+export class TrainingInterrupted extends Interrupted {
   constructor(
     readonly step: number,
     readonly runDir: string,
@@ -52,7 +52,7 @@ export class TrainingInterrupted extends UserError {
     super(
       `interrupted by ${signal} after step ${step}; checkpoint written; ` +
         `continue with: tfjs-ddp train --resume ${runDir}`,
-      signal === 'SIGTERM' ? 143 : 130,
+      signal,
     );
   }
 }
