@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { Interrupted, UserError } from '../shared/errors.js';
+import { routeGrpcLogs } from '../shared/logging/grpc-log.js';
 import { log } from '../shared/logging/logger.js';
 import { registerCommands } from './commands.js';
 import { packageVersion } from './package-version.js';
@@ -12,6 +13,7 @@ const program = new Command('tfjs-ddp')
   .showHelpAfterError('(add --help to see the options)')
   .exitOverride();
 
+routeGrpcLogs();
 registerCommands(program);
 
 try {

@@ -63,7 +63,7 @@ export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpc
       target,
       spec.credentials ?? ServerCredentials.createInsecure(),
       (err, bound) => {
-        if (err) reject(new UserError(`cannot listen for gRPC on ${target}: ${err.message}`));
+        if (err) reject(new UserError(`cannot listen for gRPC on ${target}: ${bindFailure(err)}`));
         else resolve(bound);
       },
     );
@@ -87,4 +87,13 @@ export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpc
       });
     },
   };
+}
+
+/**
+ * The cause in grpc-js's bind error ("No address added out of total 1 resolved errors: [listen
+ * EADDRINUSE: address already in use 127.0.0.1:7070]"), as "address already in use (EADDRINUSE)".
+ */
+function bindFailure(error: Error): string {
+  const cause = /listen (E[A-Z]+): ([^,\]]+?)(?: \S+:\d+)?(?:[,\]]|$)/.exec(error.message);
+  return cause ? `${cause[2]} (${cause[1]})` : error.message;
 }
