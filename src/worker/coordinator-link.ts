@@ -255,6 +255,7 @@ async function reachCoordinator(
     const until = Math.min(deadline, Date.now() + RETRY_REPORT_MS);
     const ready = await untilAborted<boolean>(signal, (resolve) => {
       client.waitForReady(until, (error) => resolve(!error));
+      return undefined;
     });
     if (ready) return;
     const cause = await unreachableCause(address);
@@ -280,7 +281,7 @@ function untilAborted<T>(
   start: (
     resolve: (value: T) => void,
     reject: (error: Error) => void,
-  ) => (() => void) | undefined | void,
+  ) => (() => void) | undefined,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const interrupt = () => {
