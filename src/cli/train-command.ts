@@ -1,28 +1,24 @@
-import { resolve } from 'node:path';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import {
-  addLaunchOptions,
-  isDistributed,
-  type LaunchFlags,
-  trainWithWorkers,
-} from '../coordinator/launcher.js';
+  distributedSettings,
+  resolveDistributedConfig,
+} from '../coordinator/distributed-config.js';
+import { planGpus } from '../coordinator/gpu-plan.js';
+import { trainWithWorkers } from '../coordinator/launcher.js';
+import { checkWorkerCount } from '../coordinator/worker-capacity.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
-import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
+import { type FlagValues, TRAIN_COMMAND_FLAGS } from '../shared/config/flags.js';
+import { resolveTrainConfig } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
-import { addTrainingOptions } from '../shared/config/train-options.js';
 import { UserError } from '../shared/errors.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
-import { latestRunDir } from '../shared/training/run-folder.js';
+import { createRunDir } from '../shared/training/run-folder.js';
+import { addFlags, readFlags } from './flag-options.js';
+import { resumedRunDir, saveRunFlags } from './run-flags.js';
 
-interface TrainCommandFlags extends TrainFlags {
-  backend: string;
-  out?: string;
-  checkpointEvery?: string;
-  resume?: string | true;
-  json?: boolean;
-}
+type TrainCommandFlags = FlagValues<(typeof TRAIN_COMMAND_FLAGS)[number]>;
 
 export function registerTrainCommand(program: Command): void {
   const command = program
@@ -30,82 +26,85 @@ export function registerTrainCommand(program: Command): void {
     .description(
       'train a model of the zoo on CIFAR-10 (in this process, or with --workers N processes)',
     );
-  addTrainingOptions(command)
-    .addOption(
-      new Option('--backend <name>', 'compute backend: auto, tensorflow, wasm, cpu')
-        .default('auto')
-        .env('TFJS_DDP_BACKEND'),
-    )
-    .addOption(
-      new Option('--out <dir>', 'run folder (default: a new folder under runs/)').env(
-        'TFJS_DDP_OUT',
-      ),
-    )
-    .addOption(
-      new Option(
-        '--checkpoint-every <steps>',
-        'checkpoint every K steps (default: every epoch); always at the end',
-      ).env('TFJS_DDP_CHECKPOINT_EVERY'),
-    )
-    .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
-    .option('--json', 'print only the final summary as one JSON object on stdout');
-  addLaunchOptions(command).action(async (flags: TrainCommandFlags & LaunchFlags) => {
-    const summary = isDistributed(flags) ? await trainDistributed(flags) : await train(flags);
+  addFlags(command, TRAIN_COMMAND_FLAGS).action(async (_options, self: Command) => {
+    const resumeDir = await resumedRunDir(self);
+    const flags = readFlags(self, TRAIN_COMMAND_FLAGS);
+    const distributed = flags.workers !== undefined || flags.gpus !== undefined;
+    const summary = distributed
+      ? await trainDistributed(flags, self, resumeDir)
+      : await train(flags, self, resumeDir);
     process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
   });
 }
 
-async function trainDistributed(flags: TrainCommandFlags & LaunchFlags): Promise<TrainSummary> {
+/**
+ * `train --workers N` (or --gpus): refuses more workers than the machine carries before
+ * anything starts, resolves the run's configuration and folder, then launches.
+ */
+async function trainDistributed(
+  flags: TrainCommandFlags,
+  command: Command,
+  resumeDir: string | undefined,
+): Promise<TrainSummary> {
+  if (flags.workers !== undefined) {
+    checkWorkerCount(flags.workers, flags.allowOversubscribe ?? false);
+  }
+  const gpus = planGpus({ workers: flags.workers, gpus: flags.gpus, backend: flags.backend });
+  const { config, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers, resumeDir);
+  const runDir = resumeDir ?? (await createRunDir(config.model, flags.out));
+  await saveRunFlags(runDir, command);
   const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
   try {
-    return await trainWithWorkers(flags, stop);
+    return await trainWithWorkers(
+      {
+        config,
+        runDir,
+        resumeFrom,
+        gpus,
+        backend: flags.backend,
+        ...distributedSettings(flags),
+      },
+      stop,
+    );
   } finally {
     stop.dispose();
   }
 }
 
-async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
-  const checkpointEvery = positiveInteger('--checkpoint-every', flags.checkpointEvery);
+async function train(
+  flags: TrainCommandFlags,
+  command: Command,
+  resumeDir: string | undefined,
+): Promise<TrainSummary> {
+  if (flags.globalBatchSize !== undefined) {
+    throw new UserError(
+      '--global-batch-size is for distributed runs: give --workers N (or --gpus)',
+    );
+  }
   let resumeFrom: Checkpoint | undefined;
-  let runDir: string | undefined;
   let config: ReturnType<typeof resolveTrainConfig>;
-  if (flags.resume !== undefined) {
-    runDir = flags.resume === true ? await latestRunDir() : resolve(flags.resume);
-    if (flags.out !== undefined && resolve(flags.out) !== runDir) {
-      throw new UserError(
-        `--out ${flags.out} and --resume ${runDir}: a resumed run stays in its folder`,
-      );
-    }
-    resumeFrom = await readCheckpoint(runDir);
-    config = resumeTrainConfig(resumeFrom.config, flags, `the checkpoint in ${runDir}`);
+  if (resumeDir !== undefined) {
+    resumeFrom = await readCheckpoint(resumeDir);
+    config = resumeTrainConfig(resumeFrom.config, flags, `the checkpoint in ${resumeDir}`);
   } else {
     config = resolveTrainConfig(flags);
   }
   const backend = await initBackend(flags.backend as BackendRequest);
-
+  const runDir = resumeDir ?? (await createRunDir(config.model, flags.out));
+  await saveRunFlags(runDir, command);
   const stop = gracefulStop('stopping after this step and writing a checkpoint');
   try {
     return await trainLocally({
       config,
       backend: backend.name,
       runDir,
-      out: flags.out,
       resumeFrom,
-      checkpointEvery,
+      checkpointEvery: flags.checkpointEvery,
       signal: stop.signal,
     });
   } finally {
     stop.dispose();
   }
-}
-
-function positiveInteger(flag: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || n < 1) {
-    throw new UserError(`${flag}: expected a whole number of steps ≥ 1 (got "${text}")`);
-  }
-  return n;
 }
 
 function describe(s: TrainSummary): string {

@@ -1,63 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { credentials, ServerCredentials } from '@grpc/grpc-js';
-import { type Command, Option } from 'commander';
-import {
-  addDistributedOptions,
-  type DistributedFlags,
-  parseDistributedFlags,
-  wholeNumber,
-} from '../cli/distributed-options.js';
 import { initBackend } from '../shared/backend/select-backend.js';
+import type { TrainConfig } from '../shared/config/train-config.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { GracefulStop } from '../shared/process/graceful-stop.js';
+import type { Checkpoint } from '../shared/training/checkpoint.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
 import { Coordinator } from './coordinator.js';
-import { type DistributedConfigFlags, resolveDistributedConfig } from './distributed-config.js';
-import { planGpus } from './gpu-plan.js';
+import type { DistributedSettings } from './distributed-config.js';
+import type { GpuPlan } from './gpu-plan.js';
 import { type LocalWorkerSpec, LocalWorkers } from './local-workers.js';
 
-export interface LaunchFlags extends DistributedConfigFlags, DistributedFlags {
-  workers?: string;
-  gpus?: string | true;
+/** What `train --workers` runs, parsed and resolved by the CLI. */
+export interface LaunchSettings extends DistributedSettings {
+  /** The run's configuration; `batchSize` is the global batch. */
+  config: TrainConfig;
+  runDir: string;
+  resumeFrom?: Checkpoint;
+  /** How many workers, and the GPU of each. */
+  gpus: GpuPlan;
+  /** The workers' backend request (auto, tensorflow, wasm, cpu). */
   backend: string;
-  checkpointEvery?: string;
 }
 
 /** How long workers may take to exit after the run's Stop. */
 const EXIT_GRACE_MS = 15_000;
 /** After a failure: how long a worker may take to exit on SIGTERM before it is killed. */
 const FAILED_STOP_GRACE_MS = 2000;
-
-/** Adds `--workers N`, `--gpus [list]` and the distributed flags to `train`. */
-export function addLaunchOptions(command: Command): Command {
-  command
-    .addOption(
-      new Option(
-        '--workers <n>',
-        'train with N worker processes on this machine (a coordinator here, over gRPC on 127.0.0.1)',
-      ),
-    )
-    .addOption(
-      new Option(
-        '--gpus [list]',
-        'one worker per GPU: the CUDA ids to use (e.g. 0,1,2,3), or every visible GPU',
-      ),
-    );
-  return addDistributedOptions(command);
-}
-
-/** Whether `train` runs distributed; --global-batch-size alone is refused (it needs workers). */
-export function isDistributed(flags: LaunchFlags): boolean {
-  const distributed = flags.workers !== undefined || flags.gpus !== undefined;
-  if (!distributed && flags.globalBatchSize !== undefined) {
-    throw new UserError(
-      '--global-batch-size is for distributed runs: give --workers N (or --gpus)',
-    );
-  }
-  return distributed;
-}
 
 /**
  * `train --workers N`, like torchrun --nproc_per_node: the coordinator runs in this process
@@ -69,16 +40,10 @@ export function isDistributed(flags: LaunchFlags): boolean {
  * one exits badly after the run.
  */
 export async function trainWithWorkers(
-  flags: LaunchFlags,
+  settings: LaunchSettings,
   stop: GracefulStop,
 ): Promise<TrainSummary> {
-  const gpus = planGpus({
-    workers: flags.workers === undefined ? undefined : wholeNumber('--workers', flags.workers, 1),
-    gpus: flags.gpus,
-    backend: flags.backend,
-  });
-  const distributed = parseDistributedFlags(flags);
-  const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers);
+  const { config, runDir, resumeFrom, gpus, backend, ...distributed } = settings;
   // The coordinator only builds, fingerprints and exports the model: the GPUs stay the workers'.
   await initBackend('wasm');
   const token = randomBytes(16).toString('hex');
@@ -88,7 +53,6 @@ export async function trainWithWorkers(
     config,
     worldSize: gpus.workers,
     runDir,
-    out: flags.out,
     resumeFrom,
     host: '127.0.0.1',
     port: 0,
@@ -105,7 +69,7 @@ export async function trainWithWorkers(
     workerSpec(
       rank,
       coordinator.port,
-      flags,
+      backend,
       config.model,
       // Workers that fetch their images get no folder to read them from.
       distributed.dataFrom === 'local' ? config.data.dataDir : undefined,
@@ -147,7 +111,7 @@ export async function trainWithWorkers(
 function workerSpec(
   rank: number,
   port: number,
-  flags: LaunchFlags,
+  backend: string,
   model: string,
   dataDir: string | undefined,
   joinTimeoutMs: number,
@@ -169,7 +133,7 @@ function workerSpec(
     '--model',
     model,
     '--backend',
-    flags.backend,
+    backend,
     '--join-timeout',
     String(Math.ceil(joinTimeoutMs / 1000)),
   ];

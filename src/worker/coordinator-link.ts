@@ -278,10 +278,7 @@ async function reachCoordinator(
  */
 function untilAborted<T>(
   signal: AbortSignal | undefined,
-  start: (
-    resolve: (value: T) => void,
-    reject: (error: Error) => void,
-  ) => (() => void) | undefined,
+  start: (resolve: (value: T) => void, reject: (error: Error) => void) => (() => void) | undefined,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const interrupt = () => {

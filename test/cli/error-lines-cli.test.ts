@@ -2,9 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WORKERS_PER_CORE } from '../../src/coordinator/worker-capacity.js';
 import { ensureBuilt, errorLines, ROOT, runCli } from './run-cli.js';
 
 // Every failure a user meets is one clear line: no help dump, no raw library output, no stack.
@@ -52,6 +53,20 @@ describe('one clear line', () => {
       '(Did you mean --epochs?)',
       '(add --help to see the options)',
     ]);
+  });
+
+  it('--workers beyond what the machine carries: refused in one line before anything starts', async () => {
+    const started = Date.now();
+    const result = await runCli(['train', ...RUN, '--steps', '1', '--workers', '1000']);
+    expect(result.code).toBe(2);
+    expect(rawLines(result.stderr)).toEqual([]);
+    const cores = availableParallelism();
+    expect(errorLines(result.stderr)).toEqual([
+      `--workers 1000: this machine has ${cores} core${cores > 1 ? 's' : ''}, which carry at most ${cores * WORKERS_PER_CORE} workers (${WORKERS_PER_CORE} per core); use fewer, or add --allow-oversubscribe`,
+    ]);
+    // Refused before the backend, the data or any worker: nothing else was logged.
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('a port in use: one line naming host:port and the cause, no grpc-js output', async () => {
