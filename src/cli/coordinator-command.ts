@@ -9,9 +9,8 @@ import { COORDINATOR_COMMAND_FLAGS, type FlagValues } from '../shared/config/fla
 import { loadSecurity } from '../shared/distributed/security.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
-import { createRunDir } from '../shared/training/run-folder.js';
 import { addFlags, readFlags } from './flag-options.js';
-import { resumedRunDir, saveRunFlags } from './run-flags.js';
+import { openRunFolder, resumedRunDir } from './run-flags.js';
 
 type CoordinatorFlags = FlagValues<(typeof COORDINATOR_COMMAND_FLAGS)[number]>;
 
@@ -45,9 +44,8 @@ async function coordinate(
 ): Promise<TrainSummary> {
   const security = await loadSecurity(flags);
   const { config, resumeFrom } = await resolveDistributedConfig(flags, flags.worldSize, resumeDir);
+  const runDir = await openRunFolder(command, config.model, resumeDir);
   await initBackend(flags.backend as BackendRequest);
-  const runDir = resumeDir ?? (await createRunDir(config.model, flags.out));
-  await saveRunFlags(runDir, command);
   const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
   try {
     const coordinator = await Coordinator.start({

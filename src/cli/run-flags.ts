@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { type FlagName, flagOf } from '../shared/config/flags.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import { latestRunDir } from '../shared/training/run-folder.js';
+import { createRunDir, latestRunDir } from '../shared/training/run-folder.js';
 import { isGiven } from './flag-options.js';
 
 /**
@@ -103,5 +103,21 @@ export async function resumedRunDir(command: Command): Promise<string | undefine
     throw new UserError(`--out ${out} and --resume ${runDir}: a resumed run stays in its folder`);
   }
   await restoreRunFlags(runDir, command);
+  return runDir;
+}
+
+/**
+ * The run's folder: the resumed one, or a new one (`--out`, or under runs/), with the flags
+ * that started it saved (saveRunFlags). A new folder is named in the run's first log line.
+ */
+export async function openRunFolder(
+  command: Command,
+  model: string,
+  resumeDir: string | undefined,
+): Promise<string> {
+  const out = command.getOptionValue('out') as string | undefined;
+  const runDir = resumeDir ?? (await createRunDir(model, out));
+  if (resumeDir === undefined) log().info({ runDir }, `run folder: ${runDir}`);
+  await saveRunFlags(runDir, command);
   return runDir;
 }

@@ -14,9 +14,8 @@ import { UserError } from '../shared/errors.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
-import { createRunDir } from '../shared/training/run-folder.js';
 import { addFlags, readFlags } from './flag-options.js';
-import { resumedRunDir, saveRunFlags } from './run-flags.js';
+import { openRunFolder, resumedRunDir } from './run-flags.js';
 
 type TrainCommandFlags = FlagValues<(typeof TRAIN_COMMAND_FLAGS)[number]>;
 
@@ -51,8 +50,7 @@ async function trainDistributed(
   }
   const gpus = planGpus({ workers: flags.workers, gpus: flags.gpus, backend: flags.backend });
   const { config, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers, resumeDir);
-  const runDir = resumeDir ?? (await createRunDir(config.model, flags.out));
-  await saveRunFlags(runDir, command);
+  const runDir = await openRunFolder(command, config.model, resumeDir);
   const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
   try {
     return await trainWithWorkers(
@@ -89,9 +87,8 @@ async function train(
   } else {
     config = resolveTrainConfig(flags);
   }
+  const runDir = await openRunFolder(command, config.model, resumeDir);
   const backend = await initBackend(flags.backend as BackendRequest);
-  const runDir = resumeDir ?? (await createRunDir(config.model, flags.out));
-  await saveRunFlags(runDir, command);
   const stop = gracefulStop('stopping after this step and writing a checkpoint');
   try {
     return await trainLocally({

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { decodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
-import { log } from '../shared/logging/logger.js';
+import { bindToLog, log } from '../shared/logging/logger.js';
 import { architectureFingerprint, buildModel, parseModelName } from '../shared/models/zoo.js';
 import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
@@ -89,6 +89,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     );
     try {
       const settings = decodeRunSettings(response.config);
+      bindToLog({ rank: response.rank });
       log().info(
         { rank: response.rank },
         `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}; peers reach it at ${peerAddress}`,
