@@ -10,7 +10,7 @@ import { loadSecurity } from '../shared/distributed/security.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import type { TrainSummary } from '../shared/training/local-training.js';
 import { addFlags, readFlags } from './flag-options.js';
-import { openRunFolder, resumedRunDir } from './run-flags.js';
+import { inRunFolder, resumedRunDir } from './run-flags.js';
 
 type CoordinatorFlags = FlagValues<(typeof COORDINATOR_COMMAND_FLAGS)[number]>;
 
@@ -44,23 +44,24 @@ async function coordinate(
 ): Promise<TrainSummary> {
   const security = await loadSecurity(flags);
   const { config, resumeFrom } = await resolveDistributedConfig(flags, flags.worldSize, resumeDir);
-  const runDir = await openRunFolder(command, config.model, resumeDir);
-  await initBackend(flags.backend as BackendRequest);
-  const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
-  try {
-    const coordinator = await Coordinator.start({
-      config,
-      worldSize: flags.worldSize,
-      runDir,
-      resumeFrom,
-      host: flags.bindHost,
-      port: flags.port,
-      security,
-      signal: stop.signal,
-      ...distributedSettings(flags),
-    });
-    return await coordinator.run();
-  } finally {
-    stop.dispose();
-  }
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    await initBackend(flags.backend as BackendRequest);
+    const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
+    try {
+      const coordinator = await Coordinator.start({
+        config,
+        worldSize: flags.worldSize,
+        runDir,
+        resumeFrom,
+        host: flags.bindHost,
+        port: flags.port,
+        security,
+        signal: stop.signal,
+        ...distributedSettings(flags),
+      });
+      return await coordinator.run();
+    } finally {
+      stop.dispose();
+    }
+  });
 }

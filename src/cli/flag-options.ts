@@ -17,12 +17,16 @@ export function addFlags(command: Command, names: readonly FlagName[]): Command 
   for (const name of names) {
     const spec: FlagSpec = FLAGS[name];
     const flag = flagOf(name);
-    const option = new Option(spec.arg ? `${flag} ${spec.arg}` : flag, spec.description).env(
+    // Choices are listed, not enforced by commander: the schema refuses other values, with
+    // the same one-line error and exit code as every other invalid value.
+    const description = spec.choices
+      ? `${spec.description} (one of: ${spec.choices.join(', ')})`
+      : spec.description;
+    const option = new Option(spec.arg ? `${flag} ${spec.arg}` : flag, description).env(
       envOf(name),
     );
     if (spec.default !== undefined) option.default(spec.default, spec.defaultHelp);
     else if (spec.defaultHelp !== undefined) option.default(undefined, spec.defaultHelp);
-    if (spec.choices) option.choices(spec.choices);
     if (spec.required) option.makeOptionMandatory();
     command.addOption(option);
     if (spec.negatable) command.addOption(new Option(`--no-${flag.slice(2)}`).hideHelp());
@@ -53,7 +57,9 @@ export function readFlags<const K extends FlagName>(
       throw new UserError(
         source === 'env'
           ? `${envOf(name)}=${String(given)}: ${message}`
-          : `${flagOf(name)}: ${message} (got "${String(given)}")`,
+          : message.includes(`"${String(given)}"`)
+            ? `${flagOf(name)}: ${message}`
+            : `${flagOf(name)}: ${message} (got "${String(given)}")`,
       );
     }
     values[name] = parsed.data;

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type FlagName, flagOf } from '../shared/config/flags.js';
 import { UserError } from '../shared/errors.js';
@@ -107,17 +107,33 @@ export async function resumedRunDir(command: Command): Promise<string | undefine
 }
 
 /**
- * The run's folder: the resumed one, or a new one (`--out`, or under runs/), with the flags
- * that started it saved (saveRunFlags). A new folder is named in the run's first log line.
+ * Runs `run` in the run's folder: the resumed one, or a new one (`--out`, or under runs/) with
+ * the flags that started it saved (saveRunFlags) and named in the run's first log line. A new
+ * folder that is still empty when the run fails (bad data, an interruption before training)
+ * is removed again, with an emptied runs/ above it: a failed start leaves nothing behind.
  */
-export async function openRunFolder(
+export async function inRunFolder<T>(
   command: Command,
   model: string,
   resumeDir: string | undefined,
-): Promise<string> {
+  run: (runDir: string) => Promise<T>,
+): Promise<T> {
+  if (resumeDir !== undefined) {
+    await saveRunFlags(resumeDir, command);
+    return run(resumeDir);
+  }
   const out = command.getOptionValue('out') as string | undefined;
-  const runDir = resumeDir ?? (await createRunDir(model, out));
-  if (resumeDir === undefined) log().info({ runDir }, `run folder: ${runDir}`);
+  const runDir = await createRunDir(model, out);
+  log().info({ runDir }, `run folder: ${runDir}`);
   await saveRunFlags(runDir, command);
-  return runDir;
+  try {
+    return await run(runDir);
+  } catch (error) {
+    const left = await readdir(runDir).catch(() => [RUN_FLAGS_FILE]);
+    if (left.every((name) => name === RUN_FLAGS_FILE)) {
+      await rm(runDir, { recursive: true, force: true });
+      if (out === undefined) await rmdir(dirname(runDir)).catch(() => undefined);
+    }
+    throw error;
+  }
 }

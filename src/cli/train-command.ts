@@ -15,7 +15,7 @@ import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
 import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
 import { addFlags, readFlags } from './flag-options.js';
-import { openRunFolder, resumedRunDir } from './run-flags.js';
+import { inRunFolder, resumedRunDir } from './run-flags.js';
 
 type TrainCommandFlags = FlagValues<(typeof TRAIN_COMMAND_FLAGS)[number]>;
 
@@ -50,23 +50,17 @@ async function trainDistributed(
   }
   const gpus = planGpus({ workers: flags.workers, gpus: flags.gpus, backend: flags.backend });
   const { config, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers, resumeDir);
-  const runDir = await openRunFolder(command, config.model, resumeDir);
-  const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
-  try {
-    return await trainWithWorkers(
-      {
-        config,
-        runDir,
-        resumeFrom,
-        gpus,
-        backend: flags.backend,
-        ...distributedSettings(flags),
-      },
-      stop,
-    );
-  } finally {
-    stop.dispose();
-  }
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
+    try {
+      return await trainWithWorkers(
+        { config, runDir, resumeFrom, gpus, backend: flags.backend, ...distributedSettings(flags) },
+        stop,
+      );
+    } finally {
+      stop.dispose();
+    }
+  });
 }
 
 async function train(
@@ -87,21 +81,22 @@ async function train(
   } else {
     config = resolveTrainConfig(flags);
   }
-  const runDir = await openRunFolder(command, config.model, resumeDir);
-  const backend = await initBackend(flags.backend as BackendRequest);
-  const stop = gracefulStop('stopping after this step and writing a checkpoint');
-  try {
-    return await trainLocally({
-      config,
-      backend: backend.name,
-      runDir,
-      resumeFrom,
-      checkpointEvery: flags.checkpointEvery,
-      signal: stop.signal,
-    });
-  } finally {
-    stop.dispose();
-  }
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    const backend = await initBackend(flags.backend as BackendRequest);
+    const stop = gracefulStop('stopping after this step and writing a checkpoint');
+    try {
+      return await trainLocally({
+        config,
+        backend: backend.name,
+        runDir,
+        resumeFrom,
+        checkpointEvery: flags.checkpointEvery,
+        signal: stop.signal,
+      });
+    } finally {
+      stop.dispose();
+    }
+  });
 }
 
 function describe(s: TrainSummary): string {

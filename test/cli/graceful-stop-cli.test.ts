@@ -47,15 +47,21 @@ function launch(args: string[]) {
   return { child, records, exited };
 }
 
-/** Sends SIGTERM once a record matches `ready`; resolves with the exit code and the time taken. */
-async function terminateWhen(run: ReturnType<typeof launch>, ready: RegExp) {
+/**
+ * Sends SIGTERM once a record matches `ready` (and, with `children`, once that many child
+ * processes run: the log line may be read before they are spawned); resolves with the exit
+ * code, the time taken and the children's pids.
+ */
+async function terminateWhen(run: ReturnType<typeof launch>, ready: RegExp, children = 0) {
   const seen = await waitUntil(() => run.records.some((r) => ready.test(r.msg)), 60_000);
   expect(seen, `no log line matching ${ready}`).toBe(true);
-  const children = childPids(run.child.pid!);
+  const spawned = await waitUntil(() => childPids(run.child.pid!).length >= children, 10_000);
+  expect(spawned, `${children} child processes`).toBe(true);
+  const pids = childPids(run.child.pid!);
   const t0 = Date.now();
   run.child.kill('SIGTERM');
   const code = await run.exited;
-  return { code, elapsedMs: Date.now() - t0, children };
+  return { code, elapsedMs: Date.now() - t0, children: pids };
 }
 
 /** The interruption is told once, at INFO, and nothing is logged as an error. */
@@ -91,7 +97,7 @@ describe('SIGTERM in every phase', () => {
 
   it('`train --workers 2` still starting its workers exits at once and leaves none behind', async () => {
     const run = launch(['train', ...RUN, '--workers', '2', '--out', join(work, 'spawning')]);
-    const { code, elapsedMs, children } = await terminateWhen(run, /waiting for 2 workers/);
+    const { code, elapsedMs, children } = await terminateWhen(run, /waiting for 2 workers/, 2);
     expect(code).toBe(143);
     expect(elapsedMs).toBeLessThan(STOP_WITHIN_MS);
     expect(children).toHaveLength(2);

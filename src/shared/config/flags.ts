@@ -25,6 +25,7 @@ export interface FlagSpec<T = unknown> {
   default?: string;
   /** How help shows the default, when not the default itself. */
   defaultHelp?: string;
+  /** The values the schema accepts, for the help (the schema refuses others). */
   choices?: readonly string[];
   required?: boolean;
   /** A switch that also has --no-<flag>. */
@@ -46,8 +47,11 @@ const decimal = (min: number) =>
     .regex(/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i, `expected a number ≥ ${min}`)
     .transform(Number)
     .refine((n) => n >= min, `expected a number ≥ ${min}`);
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: `expected one of ${values.join(', ')}` });
+const oneOf = <const T extends readonly [string, ...string[]]>(what: string, values: T) =>
+  z.enum(values, {
+    error: (issue) =>
+      `unknown ${what} "${String(issue.input)}": expected one of ${values.join(', ')}`,
+  });
 const SWITCH_TEXT: Record<string, boolean> = {
   true: true,
   '1': true,
@@ -160,7 +164,7 @@ export const FLAGS = {
   backend: flag({
     arg: '<name>',
     description: 'compute backend',
-    schema: oneOf(BACKEND_REQUESTS as readonly ['auto', ...string[]]),
+    schema: oneOf('backend', BACKEND_REQUESTS as readonly ['auto', ...string[]]),
     choices: BACKEND_REQUESTS,
     default: 'auto',
   }),
@@ -195,14 +199,14 @@ export const FLAGS = {
   allreduce: flag({
     arg: '<mode>',
     description: 'gradient all-reduce: ring between the workers, or star through the coordinator',
-    schema: oneOf(COLLECTIVE_NAMES),
+    schema: oneOf('all-reduce', COLLECTIVE_NAMES),
     choices: COLLECTIVE_NAMES,
     default: 'ring',
   }),
   gradCompression: flag({
     arg: '<kind>',
     description: 'gradients on the wire: none (float32) or bf16 (half the bytes)',
-    schema: oneOf(['none', 'bf16']),
+    schema: oneOf('compression', ['none', 'bf16']),
     choices: ['none', 'bf16'],
     default: 'none',
   }),
@@ -222,7 +226,7 @@ export const FLAGS = {
     arg: '<where>',
     description:
       'workers read the images from their own --data (local) or fetch them from the coordinator',
-    schema: oneOf(DATA_FROM as readonly ['local', 'coordinator']),
+    schema: oneOf('data source', DATA_FROM as readonly ['local', 'coordinator']),
     choices: DATA_FROM,
     default: 'local',
   }),
