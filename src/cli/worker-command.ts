@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { exitWithParent, launchedByParent } from '../coordinator/local-workers.js';
 import type { BackendRequest } from '../shared/backend/select-backend.js';
-import { WORKER_COMMAND_FLAGS } from '../shared/config/flags.js';
+import { WORKER_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
 import { log } from '../shared/logging/logger.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';

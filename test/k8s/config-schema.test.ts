@@ -2,13 +2,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveDistributedConfig } from '../../src/coordinator/distributed-config.js';
 import {
   COORDINATOR_COMMAND_FLAGS,
-  envOf,
-  FLAGS,
-  type FlagName,
-  type FlagSpec,
   TRAINING_FLAGS,
   WORKER_COMMAND_FLAGS,
-} from '../../src/shared/config/flags.js';
+} from '../../src/shared/config/command-flags.js';
+import { envOf, FLAGS, type FlagName, type FlagSpec } from '../../src/shared/config/flags.js';
 import { allContainers, configMaps, type KObject, OVERLAYS, podOf, render } from './render.js';
 
 // The ConfigMap and the containers' variables against the one flag schema

@@ -3,6 +3,7 @@ import { BACKEND_REQUESTS } from '../backend/select-backend.js';
 import { COLLECTIVE_NAMES } from '../collectives/create-collective.js';
 import { DATA_FROM } from '../distributed/run-settings.js';
 import { MODEL_NAMES } from '../models/zoo.js';
+import { decimal, oneOf, onOff, raw, text, whole } from './flag-values.js';
 import { RECIPE_NAMES } from './recipes.js';
 import { DATASETS, OPTIMIZER_KINDS, PREPROCESSINGS } from './train-config.js';
 
@@ -31,47 +32,6 @@ export interface FlagSpec<T = unknown> {
   /** A switch that also has --no-<flag>. */
   negatable?: boolean;
 }
-
-const text = () => z.string().min(1, 'must not be empty');
-const whole = (min: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, `expected a whole number ≥ ${min}`)
-    .transform(Number)
-    .refine((n) => n >= min, `expected a whole number ≥ ${min}`);
-const decimal = (min: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i, `expected a number ≥ ${min}`)
-    .transform(Number)
-    .refine((n) => n >= min, `expected a number ≥ ${min}`);
-const oneOf = <const T extends readonly [string, ...string[]]>(what: string, values: T) =>
-  z.enum(values, {
-    error: (issue) =>
-      `unknown ${what} "${String(issue.input)}": expected one of ${values.join(', ')}`,
-  });
-const SWITCH_TEXT: Record<string, boolean> = {
-  true: true,
-  '1': true,
-  yes: true,
-  false: false,
-  '0': false,
-  no: false,
-};
-/** A switch: given (true), or its variable's text, which must say true or false. */
-const onOff = () =>
-  z.union([
-    z.boolean(),
-    z
-      .string()
-      .transform((s) => SWITCH_TEXT[s.trim().toLowerCase()])
-      .refine((b) => b !== undefined, 'use true or false (or 1/0, yes/no)'),
-  ]);
-/** The text of a training flag, validated later by resolveTrainConfig. */
-const raw = () => z.string();
-const rawSwitch = () => onOff();
 
 /** An entry, its literal type kept (FlagValue reads `default` and `required` from it). */
 const flag = <const S extends FlagSpec>(spec: S): S => spec;
@@ -104,7 +64,7 @@ export const FLAGS = {
   momentum: flag({ arg: '<m>', description: 'SGD momentum, in [0, 1)', schema: raw() }),
   nesterov: flag({
     description: 'Nesterov momentum (SGD); --no-nesterov: plain momentum',
-    schema: rawSwitch(),
+    schema: onOff(),
     negatable: true,
   }),
   weightDecay: flag({
@@ -130,7 +90,7 @@ export const FLAGS = {
   }),
   augment: flag({
     description: 'random 4-pixel crops and horizontal flips; --no-augment: none',
-    schema: rawSwitch(),
+    schema: onOff(),
     negatable: true,
   }),
   data: flag({
@@ -352,73 +312,3 @@ export function flagOf(name: FlagName): string {
 export function envOf(name: FlagName): string {
   return `TFJS_DDP_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
-
-/** The fields of the training configuration (resolveTrainConfig's TrainFlags). */
-export const TRAINING_FLAGS = [
-  'model',
-  'recipe',
-  'epochs',
-  'steps',
-  'batchSize',
-  'optimizer',
-  'lr',
-  'momentum',
-  'nesterov',
-  'weightDecay',
-  'schedule',
-  'warmupSteps',
-  'preprocessing',
-  'augment',
-  'data',
-  'dataset',
-  'valSize',
-  'seed',
-  'evalBatchSize',
-] as const satisfies readonly FlagName[];
-
-/** How a run is carried out and kept: train and coordinator. */
-export const RUN_FLAGS = ['backend', 'out', 'checkpointEvery', 'resume', 'json'] as const;
-
-/** The shape of a distributed run: train --workers and coordinator. */
-export const DISTRIBUTED_FLAGS = [
-  'globalBatchSize',
-  'allreduce',
-  'gradCompression',
-  'bucketSizeMb',
-  'fingerprintEvery',
-  'dataFrom',
-  'joinTimeout',
-  'stepTimeout',
-] as const satisfies readonly FlagName[];
-
-export const LAUNCH_FLAGS = ['workers', 'gpus', 'allowOversubscribe'] as const;
-export const SECURITY_FLAGS = ['token', 'tokenFile', 'tlsCert', 'tlsKey', 'tlsCa'] as const;
-
-export const TRAIN_COMMAND_FLAGS = [
-  ...TRAINING_FLAGS,
-  ...RUN_FLAGS,
-  ...LAUNCH_FLAGS,
-  ...DISTRIBUTED_FLAGS,
-] as const;
-export const COORDINATOR_COMMAND_FLAGS = [
-  ...TRAINING_FLAGS,
-  ...RUN_FLAGS,
-  ...DISTRIBUTED_FLAGS,
-  'port',
-  'bindHost',
-  'worldSize',
-  ...SECURITY_FLAGS,
-] as const;
-export const WORKER_COMMAND_FLAGS = [
-  'coordinator',
-  'peerPort',
-  'advertiseHost',
-  'bindHost',
-  'data',
-  'backend',
-  'gpu',
-  'model',
-  'rank',
-  'joinTimeout',
-  ...SECURITY_FLAGS,
-] as const;
