@@ -4,12 +4,12 @@ import {
   distributedSettings,
   resolveDistributedConfig,
 } from '../coordinator/distributed-config.js';
+import type { TrainSummary } from '../coordinator/train-world.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { COORDINATOR_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import type { FlagValues } from '../shared/config/flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
-import type { TrainSummary } from '../shared/training/local-training.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { inRunFolder, resumedRunDir } from './run-flags.js';
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { Interrupted, UserError } from '../shared/errors.js';
+import { ExplainedError, Interrupted } from '../shared/errors.js';
 import { routeGrpcLogs } from '../shared/logging/grpc-log.js';
 import { log } from '../shared/logging/logger.js';
 import { registerCommands } from './commands.js';
@@ -34,7 +34,7 @@ function reportError(err: unknown): number {
     log().info(err.message);
     return err.exitCode;
   }
-  if (err instanceof UserError) {
+  if (err instanceof ExplainedError) {
     log().error(err.message);
     return err.exitCode;
   }

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import {
   distributedSettings,
@@ -5,6 +6,8 @@ import {
 } from '../coordinator/distributed-config.js';
 import { planGpus } from '../coordinator/gpu-plan.js';
 import { trainWithWorkers } from '../coordinator/launcher.js';
+import { trainInProcess } from '../coordinator/train-in-process.js';
+import type { TrainSummary } from '../coordinator/train-world.js';
 import { checkWorkerCount } from '../coordinator/worker-capacity.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { TRAIN_COMMAND_FLAGS } from '../shared/config/command-flags.js';
@@ -14,7 +17,7 @@ import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
 import { UserError } from '../shared/errors.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
-import { type TrainSummary, trainLocally } from '../shared/training/local-training.js';
+import { formatDuration } from '../shared/training/training-progress.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { inRunFolder, resumedRunDir } from './run-flags.js';
 
@@ -29,11 +32,13 @@ export function registerTrainCommand(program: Command): void {
   addFlags(command, TRAIN_COMMAND_FLAGS).action(async (_options, self: Command) => {
     const resumeDir = await resumedRunDir(self);
     const flags = readFlags(self, TRAIN_COMMAND_FLAGS);
+    const started = performance.now();
     const distributed = flags.workers !== undefined || flags.gpus !== undefined;
     const summary = distributed
       ? await trainDistributed(flags, self, resumeDir)
       : await train(flags, self, resumeDir);
-    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary));
+    const elapsed = (performance.now() - started) / 1000;
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed));
   });
 }
 
@@ -86,7 +91,7 @@ async function train(
     const backend = await initBackend(flags.backend as BackendRequest);
     const stop = gracefulStop('stopping after this step and writing a checkpoint');
     try {
-      return await trainLocally({
+      return await trainInProcess({
         config,
         backend: backend.name,
         runDir,
@@ -100,10 +105,10 @@ async function train(
   });
 }
 
-function describe(s: TrainSummary): string {
+function describe(s: TrainSummary, elapsedSeconds: number): string {
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(2)}%`);
   return [
-    `trained ${s.model} for ${s.steps} steps on ${s.backend} (${Math.round(s.imagesPerSec)} images/s)`,
+    `trained ${s.model} for ${s.steps} steps in ${formatDuration(elapsedSeconds)} on ${s.backend} (${Math.round(s.imagesPerSec)} images/s)`,
     `final training loss ${s.finalLoss?.toFixed(4) ?? 'n/a'}, validation accuracy ${pct(s.valAccuracy)}`,
     `run folder: ${s.runDir} (model: ${s.runDir}/model/model.json)`,
     '',

@@ -7,20 +7,13 @@ import type {
   StepMetrics,
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
 import { Mailbox } from './mailbox.js';
 import type { Admission } from './membership.js';
+import { RunFailure } from './run-failure.js';
 
 export type ControlCall = ServerDuplexStream<ControlRequest, ControlResponse>;
 export type Command = NonNullable<ControlResponse['kind']>;
-
-/** A failure of the run, for the user: exits with code 3 and one line. */
-export class RunFailure extends UserError {
-  constructor(message: string) {
-    super(message, 3);
-  }
-}
 
 /** How a channel tells its group about trouble. */
 export interface ChannelEvents {
@@ -61,7 +54,7 @@ export class ControlChannel {
   private failure: Error | undefined;
 
   constructor(
-    admission: Admission,
+    readonly admission: Admission,
     private readonly call: ControlCall,
     private readonly writeTimeoutMs: number,
     private readonly events: ChannelEvents,

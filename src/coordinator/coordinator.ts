@@ -8,19 +8,14 @@ import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
 import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
-import type { TrainSummary } from '../shared/training/local-training.js';
 import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
 import { DEFAULT_GRPC_SETTINGS, PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
-import {
-  type ChannelEvents,
-  type ControlCall,
-  ControlChannel,
-  RunFailure,
-} from './control-channel.js';
+import { type ChannelEvents, type ControlCall, ControlChannel } from './control-channel.js';
 import { CoordinatorService } from './coordinator-service.js';
 import { type Admission, Membership } from './membership.js';
 import { type PreparedRun, prepareRun } from './prepared-run.js';
-import { trainWorld } from './train-world.js';
+import { RunFailure } from './run-failure.js';
+import { type TrainSummary, trainWorld } from './train-world.js';
 import { WorkerGroup } from './worker-group.js';
 
 export interface CoordinatorOptions {
@@ -49,7 +44,8 @@ export interface CoordinatorOptions {
 }
 
 /** What the run shares between start-up, the world and the end. */
-export interface CoordinatorState extends PreparedRun {
+interface CoordinatorState {
+  run: PreparedRun;
   opts: CoordinatorOptions;
   membership: Membership;
   reduction: StarReductionService;
@@ -71,7 +67,11 @@ export class Coordinator implements ChannelEvents {
   private started = false;
 
   private constructor(private readonly s: CoordinatorState) {
-    this.group = new WorkerGroup(s.opts.stepTimeoutMs);
+    this.group = new WorkerGroup({
+      silenceTimeoutMs: s.opts.stepTimeoutMs,
+      allReduce: s.opts.allReduce,
+      reduction: s.reduction,
+    });
   }
 
   /** The port the server listens on. */
@@ -135,7 +135,7 @@ export class Coordinator implements ChannelEvents {
       credentials: opts.security.server,
     });
     server.health.setStatus('tfjs_ddp.v1.Coordinator', 'SERVING');
-    coordinator = new Coordinator({ ...run, opts, membership, reduction, server });
+    coordinator = new Coordinator({ run, opts, membership, reduction, server });
     log().info(
       { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
       `coordinator listening on ${opts.host}:${server.port}${opts.security.tls ? ' (TLS)' : ''}; waiting for ${opts.worldSize} worker${opts.worldSize > 1 ? 's' : ''} to join`,
@@ -146,14 +146,26 @@ export class Coordinator implements ChannelEvents {
   /**
    * Admits the world, trains it and stops it. Resolves with the summary once the model is
    * exported and every worker was told to stop; rejects with RunFailure (a worker lost,
-   * stalled or diverged), UserError, or TrainingInterrupted after a signal (checkpoint written).
+   * stalled or diverged), UserError (bad input), or TrainingInterrupted after a signal
+   * (checkpoint written).
    */
   async run(): Promise<TrainSummary> {
-    const { membership, reduction, server } = this.s;
+    const { membership, reduction, server, opts, run } = this.s;
     let graceMs = 2000;
     try {
       await this.formWorld();
-      const summary = await trainWorld(this.s, this.group);
+      const summary = await trainWorld(
+        {
+          config: opts.config,
+          prepared: run,
+          resumeFrom: opts.resumeFrom,
+          checkpointEvery: opts.checkpointEvery,
+          fingerprintEvery: opts.fingerprintEvery,
+          allReduce: { mode: opts.allReduce, compression: opts.compression },
+          signal: opts.signal,
+        },
+        this.group,
+      );
       this.group.stop('');
       await Promise.race([
         Promise.all(this.group.channels.map((c) => c.closed)),
@@ -174,8 +186,7 @@ export class Coordinator implements ChannelEvents {
     } finally {
       membership.stop();
       reduction.stop('the run is over');
-      this.s.trainStep.dispose();
-      this.s.model.dispose();
+      run.model.dispose();
       await server.shutdown(graceMs);
     }
   }

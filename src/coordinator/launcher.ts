@@ -7,11 +7,11 @@ import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { GracefulStop } from '../shared/process/graceful-stop.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
-import type { TrainSummary } from '../shared/training/local-training.js';
 import { Coordinator } from './coordinator.js';
 import type { DistributedSettings } from './distributed-config.js';
 import type { GpuPlan } from './gpu-plan.js';
 import { type LocalWorkerSpec, LocalWorkers } from './local-workers.js';
+import type { TrainSummary } from './train-world.js';
 
 /** What `train --workers` runs, parsed and resolved by the CLI. */
 export interface LaunchSettings extends DistributedSettings {

@@ -7,7 +7,7 @@ import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { createRunDir } from '../shared/training/run-folder.js';
 import { planRun, type RunPlan } from '../shared/training/run-plan.js';
-import { TrainStep } from '../shared/training/train-step.js';
+import { readModelWeights, writeModelWeights } from '../shared/training/weight-layout.js';
 import { weightsFingerprint } from '../shared/training/weights-fingerprint.js';
 
 /** What the coordinator holds of a run before any worker joins. */
@@ -19,9 +19,13 @@ export interface PreparedRun {
    */
   runDir: string | undefined;
   plan: RunPlan;
-  /** The coordinator's own copy of the model: for fingerprints, checkpoints and the export. */
+  /**
+   * The coordinator's copy of the model: it holds the weights the replicas start from, then
+   * each checkpoint's, for the export. A world of one trains it in place.
+   */
   model: tfl.LayersModel;
-  trainStep: TrainStep;
+  /** Floats in the model's trainable weights: the gradient's size. */
+  trainableSize: number;
   architecture: string;
   /** Fingerprint of the weights every replica must start from (the seed's, or the checkpoint's). */
   initialFingerprint: string;
@@ -33,7 +37,7 @@ export interface PreparedRun {
  * batch (`config.batchSize`), creates --out, and builds the model with the
  * weights the replicas must start from. Throws UserError when the run cannot go on (a global
  * batch smaller than the world, a resumed run already complete, a checkpoint of another
- * architecture). The caller disposes `trainStep` and `model`.
+ * architecture). The caller disposes `model`.
  */
 export async function prepareRun(opts: {
   config: TrainConfig;
@@ -61,31 +65,26 @@ export async function prepareRun(opts: {
     (opts.out === undefined ? undefined : await createRunDir(config.model, opts.out));
   const model = buildModel(config.model, { seed: config.seed });
   const architecture = architectureFingerprint(model);
-  const trainStep = new TrainStep({
-    model,
-    optimizer: config.optimizer,
-    schedule: plan.schedule,
-    weightDecay: config.weightDecay,
-    seed: config.seed,
-  });
   if (resumeFrom) {
     if (resumeFrom.architecture !== architecture) {
-      trainStep.dispose();
       model.dispose();
       throw new UserError(
         `the checkpoint in ${opts.runDir} is for another architecture than ${config.model}`,
       );
     }
-    trainStep.setWeights(resumeFrom.weights);
+    writeModelWeights(model, resumeFrom.weights);
   }
   return {
     data,
     runDir,
     plan,
     model,
-    trainStep,
+    trainableSize: model.trainableWeights.reduce(
+      (n, w) => n + w.shape.reduce((a: number, b) => a * (b ?? 1), 1),
+      0,
+    ),
     architecture,
-    initialFingerprint: weightsFingerprint(trainStep.getWeights()),
+    initialFingerprint: weightsFingerprint(readModelWeights(model)),
     startStep: resumeFrom?.step ?? 0,
   };
 }

@@ -1,5 +1,6 @@
 import type { StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
-import { RunFailure } from './control-channel.js';
+import { FROM_ANOTHER_RANK } from '../shared/training/train-step.js';
+import { RunFailure } from './run-failure.js';
 
 /** One step over all workers. */
 export interface StepSummary {
@@ -36,7 +37,7 @@ export function summarizeStep(
     );
   }
   // The ranks that saw a non-finite value first-hand say more than those that received it.
-  const firstHand = skipped.filter((m) => !m.skipReason.endsWith('(from another rank)'));
+  const firstHand = skipped.filter((m) => !m.skipReason.endsWith(`(${FROM_ANOTHER_RANK})`));
   return {
     count,
     loss: count > 0 ? all.reduce((s, m) => s + m.loss * m.count, 0) / count : 0,

@@ -4,7 +4,7 @@ import type { StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
 export interface StepTimingFigures {
   /** The slowest worker's forward and backward pass: what the others wait for. */
   computeMs: number;
-  /** Mean over workers of the time inside the all-reduce (after the barrier: transfer only). */
+  /** Mean over workers of the all-reduce once every worker had joined it (transfer only). */
   allReduceMs: number;
   /** Mean over workers of the time spent waiting for slower workers and for the plan. */
   waitMs: number;

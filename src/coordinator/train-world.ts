@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import type { Compression } from '../shared/collectives/collective.js';
+import type { CollectiveName } from '../shared/collectives/create-collective.js';
+import type { TrainConfig } from '../shared/config/train-config.js';
+import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import { writeCheckpoint } from '../shared/training/checkpoint.js';
-import { EpochSampler } from '../shared/training/epoch-sampler.js';
-import { TrainingInterrupted, type TrainSummary } from '../shared/training/local-training.js';
+import { type Checkpoint, writeCheckpoint } from '../shared/training/checkpoint.js';
 import { MetricsWriter } from '../shared/training/metrics-writer.js';
 import {
   createRunDir,
@@ -10,88 +12,120 @@ import {
   METRICS_FILE,
   writeRunConfig,
 } from '../shared/training/run-folder.js';
+import { Sampler } from '../shared/training/sampler.js';
 import { TrainingProgress } from '../shared/training/training-progress.js';
-import { RunFailure } from './control-channel.js';
-import type { CoordinatorState } from './coordinator.js';
-import { runDistributedLoop } from './distributed-loop.js';
+import { writeModelWeights } from '../shared/training/weight-layout.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import type { PreparedRun } from './prepared-run.js';
+import type { ReplicaGroup } from './replica-group.js';
+import { RunFailure } from './run-failure.js';
 import { StepTimingStats, type TimingSummary } from './step-timings.js';
-import type { WorkerGroup } from './worker-group.js';
+import { runTrainingLoop } from './training-loop.js';
+
+/** The summary `train --json` prints. */
+export interface TrainSummary {
+  model: string;
+  backend: string;
+  workers: number;
+  steps: number;
+  imagesPerSec: number;
+  finalLoss: number | null;
+  valAccuracy: number | null;
+  runDir: string;
+}
+
+/** Thrown when a run stops on a signal, after its checkpoint is written. */
+export class TrainingInterrupted extends Interrupted {
+  constructor(
+    readonly step: number,
+    readonly runDir: string,
+    signal: string,
+  ) {
+    super(
+      `interrupted by ${signal} after step ${step}; checkpoint written; ` +
+        `continue with: tfjs-ddp train --resume ${runDir}`,
+      signal,
+    );
+  }
+}
+
+/** What trainWorld needs besides the replicas. */
+export interface WorldRun {
+  config: TrainConfig;
+  prepared: PreparedRun;
+  resumeFrom?: Checkpoint;
+  /** Checkpoint every K steps; absent: at the end of every epoch (and always at the end). */
+  checkpointEvery?: number;
+  /** Compare the replicas' fingerprints every K steps and after the last (0: never). */
+  fingerprintEvery: number;
+  /** How gradients travel between processes; absent in a world of one. */
+  allReduce?: { mode: CollectiveName; compression: Compression };
+  /** Once aborted (reason: the signal's name), the run stops after the current step. */
+  signal?: AbortSignal;
+}
 
 /**
- * Trains the formed world: tells every worker its peers (generation 1), makes the replicas
- * identical (rank 0's initial weights broadcast, or the checkpoint fetched) and checks that
- * they are, runs the loop, and exports the final model (rank 0's weights after BatchNorm
- * averaging) to <run>/model like a single-process run. Throws TrainingInterrupted after a
- * signal, once the checkpoint is written.
+ * Trains a formed world, of one replica in this process or of N worker processes: makes the
+ * replicas identical (rank 0's initial weights, or the checkpoint) and checks that they are,
+ * runs the loop, and exports the final model (rank 0's weights after BatchNorm averaging,
+ * written into the prepared run's model) to <run>/model. Throws TrainingInterrupted after a
+ * signal, once the checkpoint is written; RunFailure when the replicas fail or diverge.
  */
-export async function trainWorld(s: CoordinatorState, group: WorkerGroup): Promise<TrainSummary> {
-  const { opts, membership, plan, data, startStep } = s;
-  const runDir = s.runDir ?? (await createRunDir(opts.config.model));
-  const { config, resumeFrom } = opts;
-  const world = membership.admissions;
-  if (opts.allReduce === 'star') s.reduction.startGeneration(1, world.length);
-  await group.send(
-    () => ({
-      $case: 'membership',
-      value: {
-        generation: 1,
-        worldSize: world.length,
-        peers: world.map((a) => ({ rank: a.rank, address: a.peerAddress, device: a.device })),
-      },
-    }),
-    'connecting to the other workers',
-  );
-  await group.send(
-    () => ({
-      $case: 'initializeWeights',
-      value: { rootRank: 0, fromCheckpoint: resumeFrom !== undefined },
-    }),
-    resumeFrom ? 'loading the checkpoint' : "receiving rank 0's initial weights",
-  );
-  const initial = await group.all((c) => c.fingerprint(startStep));
-  const mismatch = fingerprintMismatch(initial, s.initialFingerprint);
+export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<TrainSummary> {
+  const { config, prepared, resumeFrom } = w;
+  const { plan, data, startStep, model } = prepared;
+  const runDir = prepared.runDir ?? (await createRunDir(config.model));
+  const initial = await group.initialize(resumeFrom !== undefined, startStep);
+  const mismatch = fingerprintMismatch(initial, prepared.initialFingerprint);
   if (mismatch)
     throw new RunFailure(`the replicas do not start from the same weights: ${mismatch}`);
-  log().info(
-    { workers: world.length, allReduce: opts.allReduce, globalBatch: plan.globalBatch },
-    `${world.length} worker${world.length > 1 ? 's' : ''} ready (${opts.allReduce} all-reduce${opts.compression === 'bf16' ? ', bf16' : ''}); ` +
-      `${resumeFrom ? 'resuming' : 'training'} ${config.model} on ${data.train.count} images, global batch ${plan.globalBatch} ` +
-      `(${plan.stepsPerEpoch} steps/epoch, ${plan.totalSteps} steps) in ${runDir}`,
-  );
+  const doing = resumeFrom ? 'resuming' : 'training';
+  const shape = `(${plan.stepsPerEpoch} steps/epoch, ${plan.totalSteps} steps) in ${runDir}`;
+  if (w.allReduce) {
+    const { mode, compression } = w.allReduce;
+    log().info(
+      { workers: group.size, allReduce: mode, globalBatch: plan.globalBatch },
+      `${group.size} worker${group.size > 1 ? 's' : ''} ready (${mode} all-reduce${compression === 'bf16' ? ', bf16' : ''}); ` +
+        `${doing} ${config.model} on ${data.train.count} images, global batch ${plan.globalBatch} ${shape}`,
+    );
+  } else {
+    log().info(
+      {
+        model: config.model,
+        recipe: config.recipe,
+        runDir,
+        totalSteps: plan.totalSteps,
+        startStep,
+      },
+      `${doing} ${config.model} on ${data.train.count} images, batch ${plan.globalBatch} ${shape}`,
+    );
+  }
 
   await writeRunConfig(runDir, config);
   const metrics = await MetricsWriter.open(join(runDir, METRICS_FILE), resumeFrom?.step);
   const timings = new StepTimingStats(
-    world.length,
-    s.trainStep.trainableLayout.size * (opts.compression === 'bf16' ? 2 : 4),
-    opts.allReduce === 'ring',
+    group.size,
+    prepared.trainableSize * (w.allReduce?.compression === 'bf16' ? 2 : 4),
+    w.allReduce?.mode !== 'star',
   );
   try {
-    const result = await runDistributedLoop({
+    const result = await runTrainingLoop({
       group,
-      config,
       plan,
-      sampler: new EpochSampler(
-        data.train.count,
-        config.seed,
-        plan.globalBatch,
-        resumeFrom?.cursor,
-      ),
+      sampler: new Sampler(data.train.count, config.seed, plan.globalBatch, resumeFrom?.cursor),
       startStep,
       valCount: data.val.count,
-      checkpointEvery: opts.checkpointEvery,
-      fingerprintEvery: opts.fingerprintEvery,
+      checkpointEvery: w.checkpointEvery,
+      fingerprintEvery: w.fingerprintEvery,
       saveCheckpoint: async (step, cursor, state) => {
-        if (!state.optimizer)
-          throw new RunFailure('rank 0 sent no optimizer state for the checkpoint');
-        s.trainStep.setWeights(state.weights);
+        // The export takes the last checkpoint's state (BatchNorm statistics averaged).
+        writeModelWeights(model, state.weights);
         await writeCheckpoint(runDir, {
           step,
           cursor,
           seed: config.seed,
           config,
-          architecture: s.architecture,
+          architecture: prepared.architecture,
           weights: state.weights,
           optimizer: state.optimizer,
         });
@@ -100,33 +134,29 @@ export async function trainWorld(s: CoordinatorState, group: WorkerGroup): Promi
       progress: new TrainingProgress({
         totalSteps: plan.totalSteps,
         stepsPerEpoch: plan.stepsPerEpoch,
+        startStep,
       }),
       timings,
-      signal: opts.signal,
+      signal: w.signal,
     });
-    logTimings(timings.summary(), world.length, opts.allReduce);
+    logTimings(timings.summary(), group.size, w.allReduce?.mode);
     if (result.interrupted) {
-      throw new TrainingInterrupted(
-        result.steps,
-        runDir,
-        String(opts.signal?.reason ?? 'a signal'),
-      );
+      throw new TrainingInterrupted(result.steps, runDir, String(w.signal?.reason ?? 'a signal'));
     }
-    // saveCheckpoint put the last state (BatchNorm statistics averaged) into the coordinator's model.
-    await exportModel(s.model, runDir, {
+    await exportModel(model, runDir, {
       model: config.model,
       preprocessing: config.preprocessing,
       classNames: [...data.classNames],
+      // An absolute folder, so that `eval` finds the data from any working directory.
       data: config.data.dataDir ? { ...config.data, dataDir: data.dataDir } : config.data,
       seed: config.seed,
       steps: result.steps,
       valAccuracy: result.valAccuracy,
     });
-    const backends = [...new Set(world.map((a) => a.device?.backend ?? 'unknown'))];
     return {
       model: config.model,
-      backend: backends.join(','),
-      workers: world.length,
+      backend: group.backend,
+      workers: group.size,
       steps: result.steps,
       imagesPerSec: result.imagesPerSec,
       finalLoss: result.finalLoss,
@@ -138,9 +168,27 @@ export async function trainWorld(s: CoordinatorState, group: WorkerGroup): Promi
   }
 }
 
-function logTimings(t: TimingSummary | undefined, workers: number, mode: string): void {
+function logTimings(
+  t: TimingSummary | undefined,
+  workers: number,
+  mode: CollectiveName | undefined,
+): void {
   if (!t) return;
   const ms = (x: number) => Number(x.toFixed(1));
+  if (!mode) {
+    log().info(
+      {
+        stepTimings: {
+          steps: t.steps,
+          computeMs: ms(t.computeMs),
+          dataMs: ms(t.dataMs),
+          applyMs: ms(t.applyMs),
+        },
+      },
+      `per step (mean of ${t.steps}): compute ${ms(t.computeMs)} ms, data ${ms(t.dataMs)} ms, apply ${ms(t.applyMs)} ms`,
+    );
+    return;
+  }
   log().info(
     {
       stepTimings: {

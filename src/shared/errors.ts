@@ -1,16 +1,26 @@
 /**
- * An error caused by the user's input or environment (a bad flag, a missing file,
- * a package that is not installed). Its message is written for the user: the CLI
- * prints it in one line, without a stack trace, and exits with `exitCode`.
- * Subclass it for errors that callers need to tell apart.
+ * An error whose message is written for the user: the CLI prints it in one line, without a
+ * stack trace, and exits with `exitCode`. Subclass it (through UserError when the user can fix
+ * the cause) for errors that callers need to tell apart.
  */
-export class UserError extends Error {
+export class ExplainedError extends Error {
   constructor(
     message: string,
-    readonly exitCode = 2,
+    readonly exitCode: number,
   ) {
     super(message);
     this.name = new.target.name;
+  }
+}
+
+/**
+ * An error caused by the user's input or environment (a bad flag, a missing file,
+ * a package that is not installed). Failures that are not the user's doing (a lost
+ * worker, an interruption) are ExplainedErrors of their own kinds.
+ */
+export class UserError extends ExplainedError {
+  constructor(message: string, exitCode = 2) {
+    super(message, exitCode);
   }
 }
 
@@ -20,10 +30,10 @@ export function signalExitCode(signal: string): number {
 }
 
 /**
- * The run stopped because the user asked it to (SIGINT, SIGTERM): not a failure, so the CLI
- * reports it once, at INFO, and exits with the signal's code.
+ * The run stopped because the user asked it to (SIGINT, SIGTERM): not a failure, and not a
+ * mistake either, so the CLI reports it once, at INFO. Exits with the signal's code.
  */
-export class Interrupted extends UserError {
+export class Interrupted extends ExplainedError {
   constructor(message: string, signal: string) {
     super(message, signalExitCode(signal));
   }

@@ -1,22 +1,10 @@
 import { Split } from '../gen/tfjs_ddp/v1/coordinator.js';
-import { type Batch, buildBatch } from '../shared/data/batch.js';
+import { buildBatch } from '../shared/data/batch.js';
 import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
 import { loadDataset } from '../shared/data/load-dataset.js';
+import { batchSpec, inMemorySamples, type SampleSource } from '../shared/data/sample-source.js';
 import { MAX_FETCH_SAMPLES, type RunSettings } from '../shared/distributed/run-settings.js';
 import { UserError } from '../shared/errors.js';
-
-/** Where a worker's samples come from: its own copy of the data, or the coordinator. */
-export interface SampleSource {
-  /**
-   * The training batch of `indices` (global indices into the training split) in `epoch`,
-   * augmented by global index, so that it does not matter which worker builds it.
-   */
-  trainBatch(indices: readonly number[], epoch: number): Promise<Batch>;
-  /** Validation images to evaluate: `indices` of `images`, or all of them when absent. */
-  evalImages(
-    indices: readonly number[],
-  ): Promise<{ images: LabeledImages; indices?: readonly number[] }>;
-}
 
 /**
  * Reads the data the run names (its dataset, validation size and seed) from `dataDir` (or the
@@ -40,10 +28,7 @@ export async function localSamples(
         'give every worker the same data with --data, or run with --data-from coordinator',
     );
   }
-  return {
-    trainBatch: async (indices, epoch) => buildBatch(data.train, indices, spec(settings, epoch)),
-    evalImages: async (indices) => ({ images: data.val, indices }),
-  };
+  return inMemorySamples(data, train);
 }
 
 /** Samples fetched from the coordinator with FetchSamples (`fetch`), batch by batch. */
@@ -64,17 +49,12 @@ export function fetchedSamples(
       const images = await fetchAll(Split.SPLIT_TRAIN, indices);
       const local = Uint32Array.from({ length: images.count }, (_, k) => k);
       // sampleIds keep augmentation keyed by the global index, as with local data.
-      return buildBatch(images, local, { ...spec(settings, epoch), sampleIds: indices });
+      return buildBatch(images, local, { ...batchSpec(settings.train, epoch), sampleIds: indices });
     },
     async evalImages(indices) {
       return { images: await fetchAll(Split.SPLIT_VAL, indices) };
     },
   };
-}
-
-function spec(settings: RunSettings, epoch: number) {
-  const { preprocessing, augment, seed } = settings.train;
-  return { preprocessing, augment, seed, epoch };
 }
 
 function concat(parts: readonly LabeledImages[]): LabeledImages {

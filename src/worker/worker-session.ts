@@ -2,14 +2,15 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Collective } from '../shared/collectives/collective.js';
 import { createCollective } from '../shared/collectives/create-collective.js';
+import type { SampleSource } from '../shared/data/sample-source.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
 import { toStateParts } from '../shared/distributed/state-parts.js';
 import { Interrupted, UserError } from '../shared/errors.js';
 import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
+import { Replica } from '../shared/training/replica.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
 import { type Command, CoordinatorError, type CoordinatorLink } from './coordinator-link.js';
-import { Replica } from './replica.js';
-import { fetchedSamples, localSamples, type SampleSource } from './sample-source.js';
+import { fetchedSamples, localSamples } from './sample-source.js';
 
 /** The coordinator ended the run with an error (it knows why: nothing to report back). */
 class RunStopped extends CoordinatorError {}

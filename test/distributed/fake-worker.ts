@@ -27,7 +27,7 @@ import {
   buildModel,
   type ModelName,
 } from '../../src/shared/models/zoo.js';
-import { TrainStep } from '../../src/shared/training/train-step.js';
+import { readModelWeights } from '../../src/shared/training/weight-layout.js';
 import { weightsFingerprint } from '../../src/shared/training/weights-fingerprint.js';
 import { PROTOCOL_VERSION } from '../../src/shared/transport/grpc-settings.js';
 
@@ -37,18 +37,10 @@ export type Command = NonNullable<ControlResponse['kind']>;
 export async function modelFingerprints(model: ModelName, seed = 0) {
   await tf.setBackend('cpu');
   const m = buildModel(model, { seed });
-  const step = new TrainStep({
-    model: m,
-    optimizer: { kind: 'sgd', lr: 0.1, momentum: 0, nesterov: false },
-    schedule: () => 0.1,
-    weightDecay: 0,
-    seed,
-  });
   const result = {
     architecture: architectureFingerprint(m),
-    weights: weightsFingerprint(step.getWeights()),
+    weights: weightsFingerprint(readModelWeights(m)),
   };
-  step.dispose();
   m.dispose();
   return result;
 }

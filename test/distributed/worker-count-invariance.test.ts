@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../cli/run-cli.js';
+import { type CliResult, runCli } from '../cli/run-cli.js';
 import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
 import {
   ensureBuilt,
@@ -103,14 +103,33 @@ describe('N workers train the weights one process trains', () => {
 });
 
 describe('a gradient that is not finite', () => {
-  it('is skipped on every replica alike, and a run that keeps diverging is stopped', async () => {
-    // A rate of 1e38 blows the weights up after step 1: from then on the loss is not finite.
-    const out = join(work, 'diverged');
+  // A rate of 1e38 blows the weights up after step 1: from then on the loss is not finite.
+  // One policy for one process and for N: skip the step on every replica, and after 10 in a
+  // row stop the run with exit code 3.
+  const diverging = () => {
     const args = common().map((a, i, all) => (all[i - 1] === '--lr' ? '1e38' : a));
-    const longer = args.map((a, i, all) => (all[i - 1] === '--steps' ? '20' : a));
+    return args.map((a, i, all) => (all[i - 1] === '--steps' ? '20' : a));
+  };
+  const expectStoppedAfter11 = async (result: CliResult, out: string) => {
+    expect(result.code).toBe(3);
+    expect(errorLines(result.stderr).at(-1)).toMatch(
+      /^training diverged: the gradient was not finite in 10 steps in a row \(steps 2 to 11, all skipped; at the last, rank \d's loss is NaN(; rank \d's loss is NaN)*\); try a lower --lr/,
+    );
+    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    const steps = lines.filter((l) => l.type === 'step');
+    expect(steps.map((l) => [l.step, l.skipped === true])).toEqual(
+      Array.from({ length: 11 }, (_, i) => [i + 1, i > 0]),
+    );
+  };
+
+  it('is skipped on every replica alike, and a run that keeps diverging is stopped', async () => {
+    const out = join(work, 'diverged');
     const result = await runCli([
       'train',
-      ...longer,
+      ...diverging(),
       '--workers',
       '2',
       '--global-batch-size',
@@ -120,18 +139,13 @@ describe('a gradient that is not finite', () => {
       '--out',
       out,
     ]);
-    expect(result.code).toBe(3);
-    expect(errorLines(result.stderr).at(-1)).toMatch(
-      /^training diverged: the gradient was not finite in 10 steps in a row, up to step 11 \(the loss or gradient of rank \d is not finite/,
-    );
-    const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
     // Replicas stayed identical throughout (fingerprints after every step), skipping 2..11.
-    const steps = lines.filter((l) => l.type === 'step');
-    expect(steps.map((l) => [l.step, l.skipped === true])).toEqual(
-      Array.from({ length: 11 }, (_, i) => [i + 1, i > 0]),
-    );
+    await expectStoppedAfter11(result, out);
+  });
+
+  it('is skipped the same way in one process (a world of one)', async () => {
+    const out = join(work, 'diverged-alone');
+    const result = await runCli(['train', ...diverging(), '--batch-size', '25', '--out', out]);
+    await expectStoppedAfter11(result, out);
   });
 });

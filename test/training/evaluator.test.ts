@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syntheticImages } from '../../src/shared/data/synthetic-images.js';
 import { buildModel } from '../../src/shared/models/zoo.js';
-import { shardIndices } from '../../src/shared/training/epoch-sampler.js';
 import { Evaluator, mergeEvalSums, summarizeEval } from '../../src/shared/training/evaluator.js';
+import { shardIndices } from '../../src/shared/training/sampler.js';
 
 const images = syntheticImages(50, 1);
 let model: ReturnType<typeof buildModel>;

@@ -3,11 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { trainInProcess } from '../../src/coordinator/train-in-process.js';
 import { initBackend } from '../../src/shared/backend/select-backend.js';
 import { resolveTrainConfig } from '../../src/shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../../src/shared/config/resume-train-config.js';
 import { readCheckpoint } from '../../src/shared/training/checkpoint.js';
-import { trainLocally } from '../../src/shared/training/local-training.js';
 import { readMetrics } from '../../src/shared/training/metrics-writer.js';
 import { createRunDir, METRICS_FILE } from '../../src/shared/training/run-folder.js';
 
@@ -43,11 +43,11 @@ describe('resume', () => {
     const straight = join(work, 'straight');
     const resumed = join(work, 'resumed');
     const run = (config: ReturnType<typeof resolveTrainConfig>, runDir: string, from?: unknown) =>
-      trainLocally({
+      trainInProcess({
         config,
         backend: 'wasm',
         runDir,
-        resumeFrom: from as Parameters<typeof trainLocally>[0]['resumeFrom'],
+        resumeFrom: from as Parameters<typeof trainInProcess>[0]['resumeFrom'],
       });
     await run(
       resolveTrainConfig({ ...flags, steps: '6' }),
@@ -89,7 +89,7 @@ describe('resume', () => {
     const ckpt = await readCheckpoint(dir);
     const config = resumeTrainConfig(ckpt.config, {}, 'test');
     await expect(
-      trainLocally({ config, backend: 'wasm', runDir: dir, resumeFrom: ckpt }),
+      trainInProcess({ config, backend: 'wasm', runDir: dir, resumeFrom: ckpt }),
     ).rejects.toThrow(/already trained 6 steps of 6; give a larger --epochs or --steps/);
     expect(() => resumeTrainConfig(ckpt.config, { batchSize: '16' }, 'test')).toThrow(
       '--batch-size 16 differs from the resumed run',

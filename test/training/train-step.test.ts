@@ -18,7 +18,7 @@ function batchOf(indices: number[], epoch = 0) {
 }
 
 function stepFor(model: tfl.LayersModel, weightDecay = 0, optimizer = SGD): TrainStep {
-  return new TrainStep({ model, optimizer, schedule: () => 0.05, weightDecay, seed: 7 });
+  return new TrainStep({ model, optimizer, weightDecay, seed: 7 });
 }
 
 function zoo(name: ModelName, seed = 1): tfl.LayersModel {
@@ -151,7 +151,7 @@ describe('TrainStep weights and updates', () => {
     const run = (s: number) => {
       const indices = [s, s + 10, s + 20];
       const r = step.computeGradients(batchOf(indices), indices, 0);
-      step.applyGradients(r.grads, s);
+      step.applyGradients(r.grads, 0.05);
     };
     run(0); // a first step may leave caches behind (tfjs' own); count from the second
     const tensors = tf.memory().numTensors;
@@ -168,12 +168,11 @@ describe('TrainStep weights and updates', () => {
     const step = new TrainStep({
       model,
       optimizer: { kind: 'sgd', lr: 0.5, momentum: 0, nesterov: false },
-      schedule: () => 0.5,
       weightDecay: 0.1,
       seed: 0,
     });
     const before = step.getWeights();
-    step.applyGradients(new Float32Array(step.trainableLayout.size), 0);
+    step.applyGradients(new Float32Array(step.trainableLayout.size), 0.5);
     const after = step.getWeights();
     const { shapes, offsets, sizes } = step.trainableLayout;
     shapes.forEach((shape, i) => {
@@ -201,8 +200,8 @@ describe('TrainStep weights and updates', () => {
       const indices = [s * 3, s * 3 + 1, s * 3 + 2];
       const ga = stepA.computeGradients(batchOf(indices), indices, 0);
       const gb = stepB.computeGradients(batchOf(indices), indices, 0);
-      stepA.applyGradients(ga.grads, s);
-      stepB.applyGradients(gb.grads, s);
+      stepA.applyGradients(ga.grads, 0.05);
+      stepB.applyGradients(gb.grads, 0.05);
     }
     expect(weightsFingerprint(stepB.getWeights())).toBe(weightsFingerprint(stepA.getWeights()));
     expect(() => stepB.setWeights(new Float32Array(5))).toThrow(/5 floats/);

@@ -8,6 +8,12 @@ export interface AllReduceOptions {
   compression?: Compression;
   /** The caller's label for the operation (the gradient bucket), checked across ranks. */
   bucket?: number;
+  /**
+   * Called once, as soon as this rank knows that every other rank has entered the operation
+   * (at once in a world of one): the time before it is waiting for the slowest rank, the time
+   * after it is transfer. It costs no message: ring and star see it in the chunks they receive.
+   */
+  onPeersReady?: () => void;
 }
 
 /** Who takes part in a collective: fixed for its whole life. */

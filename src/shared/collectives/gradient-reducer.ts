@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { UserError } from '../errors.js';
 import { type Bucket, planBuckets } from './bucket-plan.js';
 import type { Collective } from './collective.js';
@@ -14,6 +15,14 @@ export interface GradientReducerOptions {
   hook?: CommHook;
   /** Buckets in flight at once; default 4. */
   maxInFlight?: number;
+}
+
+/** Where the time of one reduce() went, in ms. */
+export interface ReduceTimings {
+  /** From the call until every other rank was known to have started (the slowest rank's lag). */
+  waitMs: number;
+  /** The rest: moving and summing the buckets. */
+  allReduceMs: number;
 }
 
 /** Label of the operation that sums the sample counts when the plan does not give G. */
@@ -54,8 +63,20 @@ export class GradientReducer {
    * its other collective operations. Rejects with the collective's error (a lost
    * or stalled peer, naming it) within its deadline; `grads` is then undefined.
    * Check the result for NaN/Inf with findNonFinite (it reached every rank).
+   *
+   * Resolves with the split of its time into waiting for the other ranks and the transfer,
+   * taken from the first operation that proves every rank has started (no extra message).
    */
-  async reduce(grads: Float32Array, localCount: number, globalCount?: number): Promise<void> {
+  async reduce(
+    grads: Float32Array,
+    localCount: number,
+    globalCount?: number,
+  ): Promise<ReduceTimings> {
+    const started = performance.now();
+    let peersReady: number | undefined;
+    const onPeersReady = () => {
+      peersReady ??= performance.now();
+    };
     if (grads.length !== this.totalElements) {
       throw new UserError(
         `the gradient has ${grads.length} elements but the model's parameters have ${this.totalElements}`,
@@ -64,7 +85,7 @@ export class GradientReducer {
     let total = globalCount;
     if (total === undefined) {
       const counts = Float32Array.of(localCount);
-      await this.collective.allReduceSum(counts, { bucket: SAMPLE_COUNT_BUCKET });
+      await this.collective.allReduceSum(counts, { bucket: SAMPLE_COUNT_BUCKET, onPeersReady });
       total = counts[0];
     }
     if (!(total > 0)) throw new UserError(`the global batch must hold samples; G is ${total}`);
@@ -77,6 +98,7 @@ export class GradientReducer {
       const done: Promise<void> = this.hook(values, {
         collective: this.collective,
         bucketIndex: bucket.index,
+        onPeersReady,
       }).then(() => {
         inFlight.delete(done);
       });
@@ -87,5 +109,8 @@ export class GradientReducer {
       if (inFlight.size >= this.maxInFlight) await Promise.race(inFlight);
     }
     await Promise.all(inFlight);
+    const ended = performance.now();
+    const ready = peersReady ?? started;
+    return { waitMs: ready - started, allReduceMs: ended - ready };
   }
 }

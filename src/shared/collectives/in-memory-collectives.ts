@@ -16,7 +16,8 @@ export interface InMemoryWorld {
 /**
  * All ranks of a collective in this process, linked by in-memory transports
  * (for star, through an in-process StarReducer). For unit tests of the
- * algorithms and of code that uses a Collective. `reducerTimeoutMs` is the star
+ * algorithms and of code that uses a Collective, and for the world of one of
+ * `train` without --workers (whose operations complete at once). `reducerTimeoutMs` is the star
  * reduction point's deadline (default `tuning.timeoutMs`).
  */
 export function createInMemoryCollectives(

@@ -15,6 +15,10 @@ import { type OpContext, SequencedCollective } from './sequenced-collective.js';
  * With bf16 compression every hop carries bf16 and every addition is done in
  * float32; the rank that completes a sum rounds it to bf16 before passing it on,
  * so all ranks end with bit-identical values.
+ *
+ * The first chunk of the last reduce-scatter step (n-2) carries a sum started by rank
+ * rank-(n-1) and passed on by every rank between: its arrival proves that every other rank
+ * has entered the operation (ctx.peersReady), without a barrier's extra ring of hops.
  */
 export class RingCollective extends SequencedCollective {
   protected async reduce(ctx: OpContext, data: Float32Array, barrier: boolean): Promise<void> {
@@ -79,6 +83,7 @@ export class RingCollective extends SequencedCollective {
         for (let c = 0; c < this.chunkCount(segLength(seg)); c++) {
           const e = expectation(t, c, seg);
           const chunk = await this.transport.receive(e, ctx.timeoutMs);
+          if (t === n - 2 && c === 0) ctx.peersReady?.();
           const values = data.subarray(e.offset, e.offset + e.elementCount);
           if (t < n - 1) addPayload(values, chunk.payload, ctx.encoding);
           else copyPayload(values, chunk.payload, ctx.encoding);

@@ -17,6 +17,8 @@ export interface OpContext {
   readonly bucket: number;
   /** Deadline of each wait in this operation. */
   readonly timeoutMs: number;
+  /** See AllReduceOptions.onPeersReady; the algorithm calls it when its chunks prove it. */
+  readonly peersReady?: () => void;
 }
 
 /**
@@ -117,6 +119,7 @@ export abstract class SequencedCollective implements Collective {
         opts.compression === 'bf16' ? Encoding.ENCODING_BF16_LE : Encoding.ENCODING_FLOAT32_LE,
       bucket: opts.bucket ?? 0,
       timeoutMs: this.tuning.timeoutMs,
+      peersReady: opts.onPeersReady,
     };
   }
 
@@ -127,7 +130,10 @@ export abstract class SequencedCollective implements Collective {
    */
   private async run(ctx: OpContext, op: () => Promise<void>): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.worldSize === 1) return;
+    if (this.worldSize === 1) {
+      ctx.peersReady?.();
+      return;
+    }
     try {
       await op();
       await this.transport.flushed(ctx.timeoutMs);

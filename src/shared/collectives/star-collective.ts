@@ -8,7 +8,8 @@ import { type OpContext, SequencedCollective } from './sequenced-collective.js';
  * reduction point (StarReducer in the coordinator), which adds them in rank order
  * and streams the sum back, chunk by chunk, so sending and receiving overlap.
  * Each rank sends S bytes and receives S bytes; the reduction point moves N·S
- * each way, which is what limits this mode.
+ * each way, which is what limits this mode. The first chunk of the sum to come back proves
+ * that every rank has contributed (ctx.peersReady).
  */
 export class StarCollective extends SequencedCollective {
   protected async reduce(ctx: OpContext, data: Float32Array, barrier: boolean): Promise<void> {
@@ -27,6 +28,7 @@ export class StarCollective extends SequencedCollective {
       for (let c = 0; c < chunks; c++) {
         const e = this.expectation(ctx, op, Phase.PHASE_RESULT, c, data.length, 0);
         const chunk = await this.transport.receive(e, ctx.timeoutMs);
+        if (c === 0) ctx.peersReady?.();
         copyPayload(data.subarray(e.offset, e.offset + e.elementCount), chunk.payload, e.encoding);
       }
     };

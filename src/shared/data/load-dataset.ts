@@ -5,7 +5,7 @@ import { cifar10CacheDir } from './cache-dir.js';
 import { CIFAR10_TEST_FILE, readCifarFolder } from './cifar-binary-reader.js';
 import { downloadCifar10, folderProblem } from './cifar10-download.js';
 import { type DatasetSplits, type LabeledImages, selectImages } from './labeled-images.js';
-import { keyedPermutation } from './sampler.js';
+import { keyedPermutation } from './permutation.js';
 import { SYNTHETIC_CLASS_NAMES, syntheticImages } from './synthetic-images.js';
 
 export interface DatasetOptions {

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from './atomic-file.js';
-import type { DataCursor } from './epoch-sampler.js';
 import type { OptimizerState } from './optimizer.js';
+import type { DataCursor } from './sampler.js';
 
 /** Everything a run needs to continue exactly where it stopped. */
 export interface Checkpoint {

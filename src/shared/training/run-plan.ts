@@ -1,6 +1,6 @@
 import type { TrainConfig } from '../config/train-config.js';
-import { stepsPerEpoch } from './epoch-sampler.js';
 import { createLrSchedule, type LrSchedule } from './lr-schedule.js';
+import { stepsPerEpoch } from './sampler.js';
 
 /** How long a run is and which learning rate each step uses: the same on every replica. */
 export interface RunPlan {

@@ -1,18 +1,26 @@
+import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import type { GradientReducer } from '../collectives/gradient-reducer.js';
+import { findNonFinite } from '../collectives/non-finite.js';
 import type { OptimizerConfig } from '../config/train-config.js';
 import type { Batch } from '../data/batch.js';
 import { setDropoutKeys } from '../models/keyed-dropout.js';
 import { logitsModel } from '../models/zoo.js';
-import type { LrSchedule } from './lr-schedule.js';
 import { createOptimizer, type Optimizer, type OptimizerState } from './optimizer.js';
-import { layoutOf, readFlat, unflatten, type WeightLayout, writeFlat } from './weight-layout.js';
+import {
+  layoutOf,
+  modelWeights,
+  readFlat,
+  unflatten,
+  type WeightLayout,
+  writeFlat,
+} from './weight-layout.js';
 
 export interface TrainStepOptions {
   /** A zoo model (buildModel): its weights are trained in place. The caller owns and disposes it. */
   model: tfl.LayersModel;
   optimizer: OptimizerConfig;
-  schedule: LrSchedule;
   /** λ of the L2 decay (see applyGradients). */
   weightDecay: number;
   /** The run's seed: keys dropout together with (epoch, sample index). */
@@ -31,13 +39,40 @@ export interface GradientResult {
   grads: Float32Array;
 }
 
+/** How a skip reason says that the non-finite value came from another rank's gradient. */
+export const FROM_ANOTHER_RANK = 'from another rank';
+
+/** One rank's share of a step, as the coordinator planned it. */
+export interface StepInput {
+  batch: Batch;
+  /** The batch's global dataset indices, in batch order (they key dropout). */
+  sampleIndices: ArrayLike<number>;
+  epoch: number;
+  /** G: the samples of the step over all ranks. */
+  globalBatchSize: number;
+  /** The coordinator's learning rate for this step (its schedule is authoritative). */
+  lr: number;
+}
+
+/** What one rank reports of a step. */
+export interface StepOutcome {
+  /** This rank's mean loss, correct predictions and samples. */
+  loss: number;
+  correct: number;
+  count: number;
+  /** Why no rank applied the update (a non-finite gradient), or undefined when they all did. */
+  skipped: string | undefined;
+  /** In ms: the forward and backward pass, waiting for the other ranks, the transfer, the update. */
+  timings: { computeMs: number; waitMs: number; allReduceMs: number; applyMs: number };
+}
+
 /**
- * One replica's training step, split at the all-reduce:
- *   computeGradients (local batch) → [sum over workers of count·grads, divided by Σcount] →
- *   applyGradients (the same on every replica).
- * A single process calls the two back to back. Weights and optimiser state move as flat
- * Float32Arrays in fixed layouts (the model's weight order), for broadcast, fingerprints and
- * checkpoints.
+ * One replica's model and optimiser, and the training step, in one place (step()):
+ *   computeGradients (local batch) → reducer: Σ count·grads / G over the ranks →
+ *   applyGradients(grads, lr) (the same on every replica, so they stay identical).
+ * A world of one goes through the same step; its reduction is a no-op. Weights and
+ * optimiser state move as flat Float32Arrays in fixed layouts (the model's weight order), for
+ * broadcast, fingerprints and checkpoints.
  *
  * Not re-entrant: one step at a time (dropout keys are process-global). Every tensor it makes is
  * disposed before a method returns; dispose() frees the optimiser state (not the model).
@@ -58,24 +93,79 @@ export class TrainStep {
   private readonly decays: boolean[];
   private readonly optimizer: Optimizer;
   private readonly classCount: number;
+  /** The gradient of the step in progress, reused: a full model's worth of floats. */
+  private readonly grads: Float32Array<ArrayBuffer>;
 
   constructor(private readonly opts: TrainStepOptions) {
     const { model } = opts;
     const vars = (ws: tfl.LayerVariable[]) => ws.map((w) => w.read() as tf.Variable);
     const describe = (ws: tfl.LayerVariable[]) =>
       ws.map((w) => ({ name: w.originalName, shape: w.shape as number[] }));
+    const weights = modelWeights(model);
     this.logits = logitsModel(model);
     this.trainable = vars(model.trainableWeights);
     this.moving = vars(model.nonTrainableWeights);
-    this.all = [...this.trainable, ...this.moving];
+    this.all = weights.variables;
     this.trainableLayout = layoutOf(describe(model.trainableWeights));
     this.movingStatsLayout = layoutOf(describe(model.nonTrainableWeights));
-    this.weightsLayout = layoutOf(
-      describe([...model.trainableWeights, ...model.nonTrainableWeights]),
-    );
+    this.weightsLayout = weights.layout;
     this.decays = model.trainableWeights.map((w) => w.shape.length >= 2);
     this.optimizer = createOptimizer(opts.optimizer, this.trainable, this.trainableLayout);
     this.classCount = (model.outputs[0].shape as number[])[1];
+    this.grads = new Float32Array(this.trainableLayout.size);
+  }
+
+  /**
+   * One synchronous step on this rank: gradients of its batch → the sample-weighted mean over
+   * all ranks (`reducer`) → NaN/Inf check → update at `input.lr`. The check runs on the
+   * reduced gradient, bit-identical on every rank, so every rank takes the same decision to
+   * skip without another message (a rank whose loss is not finite poisons its gradient, which
+   * reaches every sum). The caller decides when skipped steps mean the run diverged.
+   * Rejects with the reducer's error (a lost or stalled rank); the weights are then unchanged.
+   * `report` hears each phase ("computing the gradients", ...), for heartbeats.
+   */
+  async step(
+    input: StepInput,
+    reducer: GradientReducer,
+    rank: number,
+    report: (phase: string) => void = () => undefined,
+  ): Promise<StepOutcome> {
+    report('computing the gradients');
+    let t = performance.now();
+    const { loss, correct, count } = this.computeGradients(
+      input.batch,
+      input.sampleIndices,
+      input.epoch,
+      this.grads,
+    );
+    const computeMs = performance.now() - t;
+    const ownBad = !Number.isFinite(loss) || findNonFinite(this.grads) >= 0;
+    if (ownBad) this.grads[0] = Number.NaN;
+
+    report('all-reducing the gradients');
+    const { waitMs, allReduceMs } = await reducer.reduce(this.grads, count, input.globalBatchSize);
+
+    const bad = findNonFinite(this.grads);
+    let applyMs = 0;
+    let skipped: string | undefined;
+    if (bad < 0) {
+      t = performance.now();
+      this.applyGradients(this.grads, input.lr);
+      applyMs = performance.now() - t;
+    } else if (ownBad) {
+      skipped = Number.isFinite(loss)
+        ? `rank ${rank}'s gradient is not finite`
+        : `rank ${rank}'s loss is ${loss}`;
+    } else {
+      skipped = `the summed gradient holds ${this.grads[bad]} at element ${bad} (${FROM_ANOTHER_RANK})`;
+    }
+    return {
+      loss,
+      correct,
+      count,
+      skipped,
+      timings: { computeMs, waitMs, allReduceMs, applyMs },
+    };
   }
 
   /**
@@ -126,20 +216,18 @@ export class TrainStep {
   }
 
   /**
-   * Applies a mean gradient (trainableLayout) as update number `step` (0-based): adds the L2
-   * decay λ·w to every kernel's gradient (not to biases or BatchNorm parameters), then takes an
-   * optimiser step at `schedule(step)`. λ·w is the gradient of (λ/2)·Σw² (PyTorch's weight_decay,
-   * the AlexNet paper's); Keras' l2(c) regulariser corresponds to λ = 2c. Every replica applies
-   * the same gradient to the same weights and state, so replicas stay identical. Returns the
-   * learning rate used.
+   * Applies a mean gradient (trainableLayout) at learning rate `lr`: adds the L2 decay λ·w to
+   * every kernel's gradient (not to biases or BatchNorm parameters), then takes an optimiser
+   * step. λ·w is the gradient of (λ/2)·Σw² (PyTorch's weight_decay, the AlexNet paper's);
+   * Keras' l2(c) regulariser corresponds to λ = 2c. Every replica applies the same gradient to
+   * the same weights and state, so replicas stay identical.
    */
-  applyGradients(meanGrads: Float32Array, step: number): { lr: number } {
+  applyGradients(meanGrads: Float32Array, lr: number): void {
     if (meanGrads.length !== this.trainableLayout.size) {
       throw new Error(
         `gradient holds ${meanGrads.length} floats, the model has ${this.trainableLayout.size}`,
       );
     }
-    const lr = this.opts.schedule(step);
     const lambda = this.opts.weightDecay;
     tf.tidy(() => {
       const decay = tf.scalar(lambda);
@@ -148,7 +236,6 @@ export class TrainStep {
       );
       this.optimizer.update(grads, lr);
     });
-    return { lr };
   }
 
   /** All weights (weightsLayout), copied out: for broadcast, fingerprints and checkpoints. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
 
 /**
  * Where each tensor of a list lives in one flat Float32Array: tensor i occupies
@@ -34,6 +35,33 @@ export function layoutOf(
     sizes,
     size,
   };
+}
+
+/**
+ * Every weight of `model` in the order that broadcasts, fingerprints and checkpoints use:
+ * trainable first, then the non-trainable ones (BatchNorm moving statistics).
+ */
+export function modelWeights(model: tfl.LayersModel): {
+  variables: tf.Variable[];
+  layout: WeightLayout;
+} {
+  const weights = [...model.trainableWeights, ...model.nonTrainableWeights];
+  return {
+    variables: weights.map((w) => w.read() as tf.Variable),
+    layout: layoutOf(weights.map((w) => ({ name: w.originalName, shape: w.shape as number[] }))),
+  };
+}
+
+/** All weights of `model`, flat (modelWeights' layout), copied out. */
+export function readModelWeights(model: tfl.LayersModel): Float32Array {
+  const { variables, layout } = modelWeights(model);
+  return readFlat(variables, layout);
+}
+
+/** Sets all weights of `model` from `flat` (modelWeights' layout); throws on a length mismatch. */
+export function writeModelWeights(model: tfl.LayersModel, flat: Float32Array): void {
+  const { variables, layout } = modelWeights(model);
+  writeFlat(variables, layout, flat);
 }
 
 /** Copies the tensors' values into one flat array (`out` if given, else a new one). */

@@ -1,33 +1,27 @@
 import { performance } from 'node:perf_hooks';
-import { Split, type StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
-import type { TrainConfig } from '../shared/config/train-config.js';
+import type { StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
 import type { ReplicaState } from '../shared/distributed/state-parts.js';
 import { log } from '../shared/logging/logger.js';
-import {
-  type DataCursor,
-  type EpochSampler,
-  shardIndices,
-} from '../shared/training/epoch-sampler.js';
 import type { MetricsWriter } from '../shared/training/metrics-writer.js';
 import type { RunPlan } from '../shared/training/run-plan.js';
+import { type DataCursor, type Sampler, shardIndices } from '../shared/training/sampler.js';
 import type { TrainingProgress } from '../shared/training/training-progress.js';
-import { RunFailure } from './control-channel.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import type { ReplicaGroup } from './replica-group.js';
+import { RunFailure } from './run-failure.js';
 import { summarizeStep } from './step-results.js';
 import { combineTimings, type StepTimingStats } from './step-timings.js';
-import type { WorkerGroup } from './worker-group.js';
 
 /** Step plans sent ahead of the results: a worker finds its next plan waiting when it finishes. */
 const PLANS_AHEAD = 2;
 /** Skipped steps in a row (gradient not finite) after which the run has diverged. */
 const MAX_SKIPPED_IN_A_ROW = 10;
 
-export interface DistributedLoopOptions {
-  group: WorkerGroup;
-  config: TrainConfig;
+export interface TrainingLoopOptions {
+  group: ReplicaGroup;
   plan: RunPlan;
   /** Positioned at the batch of step `startStep`. */
-  sampler: EpochSampler;
+  sampler: Sampler;
   startStep: number;
   valCount: number;
   /** Checkpoint every K steps; absent: at the end of every epoch. The last step always does. */
@@ -35,7 +29,7 @@ export interface DistributedLoopOptions {
   /** Compare the replicas' fingerprints every K steps and after the last (0: never). */
   fingerprintEvery: number;
   /** Writes a checkpoint of rank 0's `state` after `step` steps, the next batch at `cursor`. */
-  saveCheckpoint(step: number, cursor: DataCursor, state: ReplicaState): Promise<void>;
+  saveCheckpoint(step: number, cursor: DataCursor, state: Required<ReplicaState>): Promise<void>;
   metrics: MetricsWriter;
   progress: TrainingProgress;
   timings: StepTimingStats;
@@ -43,14 +37,14 @@ export interface DistributedLoopOptions {
   signal?: AbortSignal;
 }
 
-export interface DistributedLoopResult {
+export interface TrainingLoopResult {
   steps: number;
   interrupted: boolean;
   imagesPerSec: number;
   finalLoss: number | null;
   valAccuracy: number | null;
   /** The last checkpoint's state (BatchNorm statistics averaged): what the run exports. */
-  finalState: ReplicaState | undefined;
+  finalState: Required<ReplicaState> | undefined;
 }
 
 interface PendingStep {
@@ -62,17 +56,17 @@ interface PendingStep {
 }
 
 /**
- * The coordinator's training loop, the distributed twin of runTrainLoop: per step it cuts the
- * global batch from the sampler, splits it evenly over the workers (shardIndices: sizes differ
+ * The training loop of every run, a world of one as a world of N: per step it cuts the
+ * global batch from the sampler, splits it evenly over the ranks (shardIndices: sizes differ
  * by at most one, so an uneven batch is fine, the all-reduce weighting by sample count) and
- * sends every worker its StepPlan; it collects their StepMetrics, writes metrics.jsonl and
- * drives the progress bar. Commands reach every worker in the same order, so the collective
- * operations they imply (BatchNorm averaging before evaluations, fingerprints and
- * checkpoints) line up on all ranks. Any worker failure rejects (see WorkerGroup).
+ * gives every rank its StepPlan, with the schedule's learning rate; it collects their
+ * StepMetrics (stepCompleted: the one place where a step's figures are complete), evaluates,
+ * compares fingerprints and checkpoints. One policy for every event: a step whose gradient is
+ * not finite is skipped on every replica, and MAX_SKIPPED_IN_A_ROW in a row fail the run; a
+ * signal (opts.signal) stops it after the current step with a checkpoint. Any rank's failure
+ * rejects (see ReplicaGroup).
  */
-export async function runDistributedLoop(
-  opts: DistributedLoopOptions,
-): Promise<DistributedLoopResult> {
+export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<TrainingLoopResult> {
   const { group, plan, sampler, signal } = opts;
   const { totalSteps, globalBatch } = plan;
   const pending: PendingStep[] = [];
@@ -80,15 +74,14 @@ export async function runDistributedLoop(
   const run = { images: 0, seconds: 0 };
   let finalLoss: number | null = null;
   let valAccuracy: number | null = null;
-  let finalState: ReplicaState | undefined;
+  let finalState: Required<ReplicaState> | undefined;
   let lastCollected = performance.now();
   let nextId = 1;
   let step = opts.startStep;
   let checkpointedAt = -1;
   let skippedInARow = 0;
 
-  const collect = async (p: PendingStep) => {
-    const all = await p.metrics;
+  const stepCompleted = (p: PendingStep, all: StepMetrics[]) => {
     const now = performance.now();
     const seconds = (now - lastCollected) / 1000;
     lastCollected = now;
@@ -127,11 +120,13 @@ export async function runDistributedLoop(
     skippedInARow = skipped ? skippedInARow + 1 : 0;
     if (skippedInARow >= MAX_SKIPPED_IN_A_ROW) {
       throw new RunFailure(
-        `training diverged: the gradient was not finite in ${skippedInARow} steps in a row, up to step ${p.step + 1} ` +
-          `(${skipped}); try a lower --lr or a --warmup-steps warm-up`,
+        `training diverged: the gradient was not finite in ${skippedInARow} steps in a row ` +
+          `(steps ${p.step + 2 - skippedInARow} to ${p.step + 1}, all skipped; at the last, ${skipped}); ` +
+          'try a lower --lr or a --warmup-steps warm-up',
       );
     }
   };
+  const collect = async (p: PendingStep) => stepCompleted(p, await p.metrics);
 
   while (step < totalSteps && !signal?.aborted) {
     const offset = sampler.cursor.offset;
@@ -140,21 +135,14 @@ export async function runDistributedLoop(
     const shards = shardIndices(indices, group.size);
     const lr = plan.schedule(step);
     const current = step;
-    await group.send(
-      (c) => ({
-        $case: 'stepPlan',
-        value: {
-          step: current,
-          epoch,
-          stepInEpoch: Math.floor(offset / globalBatch),
-          sampleIndices: Array.from(shards[c.rank]),
-          globalBatchSize: indices.length,
-          learningRate: lr,
-        },
-      }),
-      `training step ${current + 1}`,
-    );
-    const metrics = group.all((c) => c.stepMetrics(current));
+    const metrics = group.step(current, (rank) => ({
+      step: current,
+      epoch,
+      stepInEpoch: Math.floor(offset / globalBatch),
+      sampleIndices: Array.from(shards[rank]),
+      globalBatchSize: indices.length,
+      learningRate: lr,
+    }));
     // Awaited in order later; a failure meanwhile is the group's and surfaces there.
     metrics.catch(() => undefined);
     pending.push({ step: current, epoch, lr, images: indices.length, metrics });
@@ -167,11 +155,9 @@ export async function runDistributedLoop(
       last ||
       signal?.aborted === true;
     // These commands go out right after this step's plan, before any later one.
-    const fingerprints = fingerprint ? requestFingerprints(group, step) : undefined;
-    const evaluated = evaluation
-      ? requestEvaluation(group, step, opts.valCount, nextId++)
-      : undefined;
-    const state = checkpoint ? requestState(group, step, nextId++) : undefined;
+    const fingerprints = fingerprint ? group.fingerprints(step) : undefined;
+    const evaluated = evaluation ? evaluate(group, step, opts.valCount, nextId++) : undefined;
+    const state = checkpoint ? group.state(step, nextId++) : undefined;
     for (const p of [fingerprints, evaluated, state]) p?.catch(() => undefined);
     const sync = fingerprints || evaluated || state;
     while (pending.length > (sync ? 0 : PLANS_AHEAD - 1))
@@ -209,7 +195,7 @@ export async function runDistributedLoop(
   while (pending.length > 0) await collect(pending.shift() as PendingStep);
   // Interrupted between a step's plan and its checkpoint decision: checkpoint where it stopped.
   if (step < totalSteps && checkpointedAt !== step) {
-    finalState = await requestState(group, step, nextId++);
+    finalState = await group.state(step, nextId++);
     await opts.saveCheckpoint(step, sampler.cursor, finalState);
   }
   if (finalLoss === null && epochSums.images > 0) finalLoss = epochSums.loss / epochSums.images;
@@ -224,18 +210,9 @@ export async function runDistributedLoop(
   };
 }
 
-function requestFingerprints(group: WorkerGroup, step: number): Promise<string[]> {
-  return group
-    .send(
-      () => ({ $case: 'fingerprint', value: { step } }),
-      `fingerprinting its weights after step ${step}`,
-    )
-    .then(() => group.all((c) => c.fingerprint(step)));
-}
-
-/** Every worker evaluates its shard of the validation split (BatchNorm statistics averaged first). */
-async function requestEvaluation(
-  group: WorkerGroup,
+/** Every rank evaluates its shard of the validation split (BatchNorm statistics averaged first). */
+async function evaluate(
+  group: ReplicaGroup,
   step: number,
   valCount: number,
   evaluationId: number,
@@ -244,20 +221,7 @@ async function requestEvaluation(
     Uint32Array.from({ length: valCount }, (_, i) => i),
     group.size,
   );
-  await group.send(
-    (c) => ({
-      $case: 'evaluate',
-      value: {
-        evaluationId,
-        step,
-        split: Split.SPLIT_VAL,
-        sampleIndices: Array.from(shards[c.rank]),
-        averageBatchNormStats: true,
-      },
-    }),
-    `evaluating after step ${step}`,
-  );
-  const results = await group.all((c) => c.evaluation(evaluationId));
+  const results = await group.evaluate(step, evaluationId, (rank) => Array.from(shards[rank]));
   const count = results.reduce((n, r) => n + r.count, 0);
   if (count !== valCount) {
     throw new RunFailure(
@@ -267,30 +231,4 @@ async function requestEvaluation(
   const lossSum = results.reduce((s, r) => s + r.lossSum, 0);
   const correct = results.reduce((n, r) => n + r.correct, 0);
   return { loss: lossSum / count, accuracy: correct / count, count };
-}
-
-/** Rank 0's weights and optimiser state, after every rank averaged its BatchNorm statistics. */
-async function requestState(
-  group: WorkerGroup,
-  step: number,
-  checkpointId: number,
-): Promise<ReplicaState> {
-  const sender = group.channels[0];
-  const state = sender.expectState(checkpointId, true);
-  state.catch(() => undefined);
-  await group.send(
-    () => ({
-      $case: 'checkpoint',
-      value: {
-        checkpointId,
-        step,
-        senderRank: 0,
-        averageBatchNormStats: true,
-        includeOptimizerState: true,
-      },
-    }),
-    `preparing the checkpoint after step ${step}`,
-  );
-  const [result] = await group.all((c) => (c === sender ? state : Promise.resolve(undefined)));
-  return result as ReplicaState;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { epochPermutation } from '../../src/shared/data/sampler.js';
+import { epochPermutation } from '../../src/shared/data/permutation.js';
 
 describe('epochPermutation', () => {
   it('is a permutation of 0..count-1', () => {

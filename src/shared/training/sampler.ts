@@ -1,4 +1,4 @@
-import { epochPermutation } from '../data/sampler.js';
+import { epochPermutation } from '../data/permutation.js';
 
 /**
  * Where the next global batch starts: `offset` samples into the permutation of `epoch`
@@ -24,12 +24,14 @@ export function stepsPerEpoch(trainCount: number, globalBatch: number): number {
 }
 
 /**
- * Cuts global batches of `globalBatch` samples, in order, from the per-epoch permutations of
- * the training set. Pure apart from its cursor: two samplers with the same (trainCount, seed,
- * globalBatch, cursor) yield the same batches in any process. The coordinator of a distributed
- * run owns one and splits each batch among workers; the single-process loop trains it whole.
+ * The sampler: which global sample indices each step trains on, and (shardIndices) which of
+ * them rank r of a world of N trains on. It cuts global batches of `globalBatch` samples, in
+ * order, from the per-epoch permutations of the training set (see data/permutation.ts). Pure
+ * apart from its cursor: two samplers with the same (trainCount, seed, globalBatch, cursor)
+ * yield the same batches in any process. The coordinator's loop owns the run's one sampler
+ * and sends each rank its shard, in a world of one as in a world of N.
  */
-export class EpochSampler {
+export class Sampler {
   private permutation: Uint32Array | undefined;
   private permutationEpoch = -1;
   private position: DataCursor;

@@ -1,14 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { epochPermutation } from '../../src/shared/data/sampler.js';
-import {
-  EpochSampler,
-  shardIndices,
-  stepsPerEpoch,
-} from '../../src/shared/training/epoch-sampler.js';
+import { epochPermutation } from '../../src/shared/data/permutation.js';
+import { Sampler, shardIndices, stepsPerEpoch } from '../../src/shared/training/sampler.js';
 
-describe('EpochSampler', () => {
+describe('Sampler', () => {
   it('cuts each epoch permutation into global batches, the last one smaller', () => {
-    const sampler = new EpochSampler(10, 5, 4);
+    const sampler = new Sampler(10, 5, 4);
     const batches = Array.from({ length: 6 }, () => sampler.next());
     expect(batches.map((b) => [b.epoch, b.indices.length, b.endsEpoch])).toEqual([
       [0, 4, false],
@@ -27,9 +23,9 @@ describe('EpochSampler', () => {
   });
 
   it('a sampler started at a saved cursor continues the same sequence', () => {
-    const a = new EpochSampler(100, 1, 16);
+    const a = new Sampler(100, 1, 16);
     for (let i = 0; i < 9; i++) a.next();
-    const b = new EpochSampler(100, 1, 16, a.cursor);
+    const b = new Sampler(100, 1, 16, a.cursor);
     for (let i = 0; i < 10; i++)
       expect(Array.from(b.next().indices)).toEqual(Array.from(a.next().indices));
   });
@@ -46,7 +42,7 @@ describe('EpochSampler', () => {
   });
 
   it('rejects impossible arguments', () => {
-    expect(() => new EpochSampler(0, 1, 4)).toThrow(/0 images/);
-    expect(() => new EpochSampler(10, 1, 4, { epoch: 0, offset: 10 })).toThrow(/offset 10/);
+    expect(() => new Sampler(0, 1, 4)).toThrow(/0 images/);
+    expect(() => new Sampler(10, 1, 4, { epoch: 0, offset: 10 })).toThrow(/offset 10/);
   });
 });

@@ -7,33 +7,41 @@ import type {
   EvaluationMetrics,
   StepMetrics,
   StepPlan,
-} from '../gen/tfjs_ddp/v1/coordinator.js';
-import type { Collective } from '../shared/collectives/collective.js';
-import { commHook } from '../shared/collectives/comm-hooks.js';
-import { GradientReducer } from '../shared/collectives/gradient-reducer.js';
-import { findNonFinite } from '../shared/collectives/non-finite.js';
-import type { RunSettings } from '../shared/distributed/run-settings.js';
-import type { ReplicaState } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
-import { type EvalSums, Evaluator, mergeEvalSums } from '../shared/training/evaluator.js';
-import { TrainStep } from '../shared/training/train-step.js';
-import { weightsFingerprint } from '../shared/training/weights-fingerprint.js';
-import type { SampleSource } from './sample-source.js';
+} from '../../gen/tfjs_ddp/v1/coordinator.js';
+import type { Collective, Compression } from '../collectives/collective.js';
+import { commHook } from '../collectives/comm-hooks.js';
+import { GradientReducer } from '../collectives/gradient-reducer.js';
+import type { TrainConfig } from '../config/train-config.js';
+import type { SampleSource } from '../data/sample-source.js';
+import type { ReplicaState } from '../distributed/state-parts.js';
+import { UserError } from '../errors.js';
+import { type EvalSums, Evaluator, mergeEvalSums } from './evaluator.js';
+import { TrainStep } from './train-step.js';
+import { weightsFingerprint } from './weights-fingerprint.js';
+
+/** What a replica trains with (a worker's RunSettings, or the coordinator's own settings). */
+export interface ReplicaOptions {
+  train: TrainConfig;
+  compression: Compression;
+  /** 0: the reducer's default. */
+  firstBucketBytes: number;
+  bucketBytes: number;
+}
 
 /**
- * One worker's replica of the model and the commands it executes. Every rank receives the same
- * commands in the same order, so the collective operations below (a barrier and the gradient
- * all-reduce per step, BatchNorm averaging, the initial broadcast) line up on all ranks.
- * `report` tells the coordinator what the replica is doing, for its error messages.
+ * One rank's replica of the model and the commands it executes: a worker process runs one
+ * for its coordinator, and `train` without --workers runs one in the coordinator's process (a
+ * world of one). It lives in src/shared because both roles run it; nothing here knows how
+ * commands arrive. Every rank receives the same commands in the same order, so the collective
+ * operations below (the gradient all-reduce per step, BatchNorm averaging, the initial
+ * broadcast) line up on all ranks. `report` says what the replica is doing, for the
+ * coordinator's error messages.
  */
 export class Replica {
   readonly trainStep: TrainStep;
   private readonly evaluator: Evaluator;
-  private readonly grads: Float32Array<ArrayBuffer>;
   private collective: Collective | undefined;
   private reducer: GradientReducer | undefined;
-  /** The learning rate of the plan being applied: the coordinator's schedule is authoritative. */
-  private planLr = 0;
   /** BatchNorm statistics changed since they were last averaged (the same on every rank). */
   private statsDirty = false;
   /** When the previous command finished: the time until the next plan is waiting. */
@@ -41,20 +49,18 @@ export class Replica {
 
   constructor(
     model: tfl.LayersModel,
-    private readonly settings: RunSettings,
+    private readonly settings: ReplicaOptions,
     private readonly samples: Promise<SampleSource>,
-    private readonly report: (activity: string) => void,
+    private readonly report: (activity: string) => void = () => undefined,
   ) {
     const { train } = settings;
     this.trainStep = new TrainStep({
       model,
       optimizer: train.optimizer,
-      schedule: () => this.planLr,
       weightDecay: train.weightDecay,
       seed: train.seed,
     });
     this.evaluator = new Evaluator(model);
-    this.grads = new Float32Array(this.trainStep.trainableLayout.size);
   }
 
   /** Uses `collective` (this membership generation's) from now on. */
@@ -91,72 +97,41 @@ export class Replica {
     return weightsFingerprint(this.trainStep.getWeights());
   }
 
-  /**
-   * One synchronous step: batch → gradients → barrier → weighted all-reduce → NaN/Inf check →
-   * apply. The check runs on the reduced gradient, bit-identical on every rank, so every rank
-   * takes the same decision to skip without another message (a rank whose loss is not finite
-   * makes its gradient NaN, which reaches every sum).
-   */
+  /** Loads this rank's share of the plan's batch and runs the step on it (TrainStep.step). */
   async step(plan: StepPlan): Promise<StepMetrics> {
     const n = plan.step + 1;
     const collective = this.need();
-    const reducer = this.reducer as GradientReducer;
-    let t = performance.now();
-    let waitMs = t - this.idleSince;
+    const idleMs = performance.now() - this.idleSince;
     this.report(`loading the batch of step ${n}`);
+    const t = performance.now();
     const batch = await (await this.samples).trainBatch(plan.sampleIndices, plan.epoch);
     const dataMs = performance.now() - t;
 
-    this.report(`computing the gradients of step ${n}`);
-    t = performance.now();
-    const result = this.trainStep.computeGradients(
-      batch,
-      plan.sampleIndices,
-      plan.epoch,
-      this.grads,
+    const outcome = await this.trainStep.step(
+      {
+        batch,
+        sampleIndices: plan.sampleIndices,
+        epoch: plan.epoch,
+        globalBatchSize: plan.globalBatchSize,
+        lr: plan.learningRate,
+      },
+      this.reducer as GradientReducer,
+      collective.rank,
+      (phase) => this.report(`${phase} of step ${n}`),
     );
-    const computeMs = performance.now() - t;
-    const ownBad = !Number.isFinite(result.loss) || findNonFinite(this.grads) >= 0;
-    // A non-finite loss poisons the gradient, so that the sum tells every rank to skip.
-    if (ownBad) this.grads[0] = Number.NaN;
-
-    // Waiting for the slowest worker here keeps it out of the all-reduce time, which then
-    // measures the transfer alone.
-    this.report(`waiting for the other workers before the all-reduce of step ${n}`);
-    t = performance.now();
-    await collective.barrier();
-    waitMs += performance.now() - t;
-
-    this.report(`all-reducing the gradients of step ${n}`);
-    t = performance.now();
-    await reducer.reduce(this.grads, result.count, plan.globalBatchSize);
-    const allReduceMs = performance.now() - t;
-
-    const bad = findNonFinite(this.grads);
-    let applyMs = 0;
-    if (bad < 0) {
-      t = performance.now();
-      this.planLr = plan.learningRate;
-      this.trainStep.applyGradients(this.grads, plan.step);
-      applyMs = performance.now() - t;
-    }
     this.statsDirty = true;
     this.idleSince = performance.now();
-    const rank = collective.rank;
+    const { computeMs, waitMs, allReduceMs, applyMs } = outcome.timings;
     return {
       step: plan.step,
       epoch: plan.epoch,
-      loss: result.loss,
-      correct: result.correct,
-      count: result.count,
-      timings: { computeMs, allReduceMs, waitMs, dataMs, applyMs },
-      skipped: bad >= 0,
-      skipReason:
-        bad < 0
-          ? ''
-          : ownBad
-            ? `the loss or gradient of rank ${rank} is not finite (its loss is ${result.loss})`
-            : `the summed gradient holds ${this.grads[bad]} at element ${bad} (from another rank)`,
+      loss: outcome.loss,
+      correct: outcome.correct,
+      count: outcome.count,
+      // Waiting for the plan and waiting for the slowest rank are both waiting.
+      timings: { computeMs, allReduceMs, waitMs: idleMs + waitMs, dataMs, applyMs },
+      skipped: outcome.skipped !== undefined,
+      skipReason: outcome.skipped ?? '',
     };
   }
 
