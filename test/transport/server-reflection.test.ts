@@ -92,7 +92,7 @@ beforeAll(async () => {
     'lenet5',
   ]);
   workerPort = Number((await logMatch(worker, /peers reach it at [^:]+:(\d+)/))[1]);
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   for (const child of [worker, coordinator]) {
