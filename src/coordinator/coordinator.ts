@@ -134,7 +134,6 @@ export class Coordinator implements ChannelEvents {
       settings: { keepaliveTimeoutMs: opts.stepTimeoutMs },
       credentials: opts.security.server,
     });
-    server.health.setStatus('tfjs_ddp.v1.Coordinator', 'SERVING');
     coordinator = new Coordinator({ run, opts, membership, reduction, server });
     log().info(
       { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
