@@ -1,5 +1,4 @@
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import { log } from '../shared/logging/logger.js';
 
 /** A chart as files: SVG always, PNG when a renderer (@resvg/resvg-js) is installed. */
@@ -10,9 +9,11 @@ export interface RenderedChart {
 
 /**
  * Renders a Vega-Lite spec headless (Vega's SVG renderer, no browser, no
- * canvas), and to PNG through resvg when that optional package is there.
+ * canvas), and to PNG through resvg when that optional package is there. Vega and Vega-Lite
+ * load on the first chart, not with the bench commands that draw none.
  */
 export async function renderChart(spec: TopLevelSpec): Promise<RenderedChart> {
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();

@@ -87,10 +87,12 @@ export function addScalingCommand(bench: Command): void {
       }
       const trainArgs = ['--backend', flags.backend, '--dataset', flags.dataset];
       if (flags.data) trainArgs.push('--data', resolve(flags.data));
-      // A fresh folder each time: train refuses a folder that already holds a run.
+      // A fresh folder each time: train refuses a folder that already holds a run. Its
+      // name says "runs", so that it is not taken for one of the reports (scaling-<model>-*.*)
+      // when --runs-dir and --out are the same folder.
       const parent = flags.runsDir ? resolve(flags.runsDir) : tmpdir();
       await mkdir(parent, { recursive: true });
-      const runsDir = await mkdtemp(join(parent, `scaling-${flags.model}-`));
+      const runsDir = await mkdtemp(join(parent, `scaling-${flags.model}-runs-`));
       try {
         const report = await runScalingBench({
           model: flags.model,
@@ -119,7 +121,8 @@ export function addScalingCommand(bench: Command): void {
           flags.json ? `${JSON.stringify(scalingJson(report))}\n` : formatScalingTable(report),
         );
       } finally {
-        if (!flags.runsDir) await rm(runsDir, { recursive: true, force: true });
+        if (flags.runsDir) log().info({ runsDir }, `run folders kept in ${runsDir}`);
+        else await rm(runsDir, { recursive: true, force: true });
       }
     });
 }

@@ -1,24 +1,23 @@
 import type { Command } from 'commander';
-import { addAllreduceCommand } from '../bench/allreduce-cli.js';
-import { runAllreduceRank } from '../bench/allreduce-rank.js';
-import { runGrpcPeer } from '../bench/grpc-reference.js';
-import { addPredictCommand } from '../bench/predict-cli.js';
-import { addScalingCommand } from '../bench/scaling-cli.js';
-import { runTcpPeer } from '../bench/tcp-reference.js';
 
 /**
- * `tfjs-ddp bench allreduce | scaling | predict` (issue 4; the compute benchmark is
- * bench/compute.ts). The hidden `allreduce-rank`, `tcp-peer` and `grpc-peer` are the processes
- * `bench allreduce` starts.
+ * `tfjs-ddp bench compute | allreduce | scaling | predict`. The subcommands, the benchmark
+ * code and its charting libraries (vega, vega-lite, resvg) load only when `bench` runs: a
+ * worker or coordinator never loads them. So `bench` takes its arguments as they are
+ * (its own --help included) and hands them to the bench program (bench/bench-program.ts).
  */
 export function registerBenchCommand(program: Command): void {
-  const bench = program
+  program
     .command('bench')
-    .description('benchmarks: all-reduce bandwidth, scaling efficiency, predictions');
-  addAllreduceCommand(bench);
-  addScalingCommand(bench);
-  addPredictCommand(bench);
-  bench.command('allreduce-rank', { hidden: true }).action(runAllreduceRank);
-  bench.command('tcp-peer', { hidden: true }).action(runTcpPeer);
-  bench.command('grpc-peer', { hidden: true }).action(runGrpcPeer);
+    .description('benchmarks: compute, all-reduce bandwidth, scaling efficiency, predictions')
+    .usage('compute|allreduce|scaling|predict [options]')
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(async (_flags: unknown, command: Command) => {
+      const { benchProgram } = await import('../bench/bench-program.js');
+      const bench = benchProgram(program);
+      if (command.args.length === 0) bench.help({ error: true });
+      await bench.parseAsync(command.args, { from: 'user' });
+    });
 }

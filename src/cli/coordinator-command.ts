@@ -1,40 +1,20 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { Coordinator } from '../coordinator/coordinator.js';
 import {
-  type DistributedConfigFlags,
+  distributedSettings,
   resolveDistributedConfig,
 } from '../coordinator/distributed-config.js';
 import type { TrainSummary } from '../coordinator/train-world.js';
-import {
-  BACKEND_REQUESTS,
-  type BackendRequest,
-  initBackend,
-} from '../shared/backend/select-backend.js';
-import { addTrainingOptions } from '../shared/config/train-options.js';
+import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import { COORDINATOR_COMMAND_FLAGS } from '../shared/config/command-flags.js';
+import type { FlagValues } from '../shared/config/flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
-import { log } from '../shared/logging/logger.js';
-import {
-  addDistributedOptions,
-  addSecurityOptions,
-  type DistributedFlags,
-  envOption,
-  parseDistributedFlags,
-  type SecurityFlags,
-  wholeNumber,
-} from './distributed-options.js';
-import { addObserveOptions, type ObserveFlags, parseObserveFlags } from './observe-options.js';
+import { gracefulStop } from '../shared/process/graceful-stop.js';
+import { addFlags, readFlags } from './flag-options.js';
+import { observeSettings } from './observe-options.js';
+import { inRunFolder, resumedRunDir } from './run-flags.js';
 
-interface CoordinatorFlags
-  extends DistributedConfigFlags,
-    DistributedFlags,
-    SecurityFlags,
-    ObserveFlags {
-  backend: string;
-  port: string;
-  bindHost: string;
-  worldSize: string;
-  json?: boolean;
-}
+type CoordinatorFlags = FlagValues<(typeof COORDINATOR_COMMAND_FLAGS)[number]>;
 
 /**
  * `tfjs-ddp coordinator`: the control plane of a run across hosts (Kubernetes): admits
@@ -47,82 +27,44 @@ export function registerCoordinatorCommand(program: Command): void {
     .description(
       'coordinate a distributed run: admit --world-size workers (`tfjs-ddp worker`), plan their steps, write the run folder',
     );
-  addTrainingOptions(command);
-  addDistributedOptions(command);
-  addObserveOptions(command);
-  addSecurityOptions(command)
-    .addOption(
-      envOption(
-        '--port <n>',
-        'gRPC port: coordinator service, star all-reduce, data, health, reflection',
-      ).default('7070'),
-    )
-    .addOption(envOption('--bind-host <addr>', 'interface to listen on').default('0.0.0.0'))
-    .addOption(envOption('--world-size <n>', 'number of workers (required)').makeOptionMandatory())
-    .addOption(
-      envOption(
-        '--backend <name>',
-        'compute backend of the coordinator itself (it builds and exports the model)',
-      )
-        .choices([...BACKEND_REQUESTS])
-        .default('auto'),
-    )
-    .addOption(envOption('--out <dir>', 'run folder (default: a new folder under runs/)'))
-    .addOption(
-      envOption(
-        '--checkpoint-every <steps>',
-        'checkpoint every K steps (default: every epoch); always at the end',
-      ),
-    )
-    .addOption(
-      new Option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)').env(
-        'TFJS_DDP_RESUME',
-      ),
-    )
-    .option('--json', 'print only the final summary as one JSON object on stdout')
-    .action(async (flags: CoordinatorFlags) => {
-      const summary = await coordinate(flags);
-      process.stdout.write(
-        flags.json
-          ? `${JSON.stringify(summary)}\n`
-          : `trained ${summary.model} with ${summary.workers} workers for ${summary.steps} steps; run folder: ${summary.runDir}\n`,
-      );
-    });
+  addFlags(command, COORDINATOR_COMMAND_FLAGS).action(async (_options, self: Command) => {
+    const resumeDir = await resumedRunDir(self);
+    const flags = readFlags(self, COORDINATOR_COMMAND_FLAGS);
+    const summary = await coordinate(flags, self, resumeDir);
+    process.stdout.write(
+      flags.json
+        ? `${JSON.stringify(summary)}\n`
+        : `trained ${summary.model} with ${summary.workers} workers for ${summary.steps} steps; run folder: ${summary.runDir}\n`,
+    );
+  });
 }
 
-async function coordinate(flags: CoordinatorFlags): Promise<TrainSummary> {
-  const worldSize = wholeNumber('--world-size', flags.worldSize, 1);
-  const port = wholeNumber('--port', flags.port, 0);
-  const distributed = parseDistributedFlags(flags);
+async function coordinate(
+  flags: CoordinatorFlags,
+  command: Command,
+  resumeDir: string | undefined,
+): Promise<TrainSummary> {
   const security = await loadSecurity(flags);
-  const observe = parseObserveFlags(flags, flags.bindHost, security.token);
-  const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, worldSize);
-  await initBackend(flags.backend as BackendRequest);
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(signal === 'SIGTERM' ? 143 : 130);
-    log().warn(`${signal}: stopping after this step and writing a checkpoint (again to quit now)`);
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    const coordinator = await Coordinator.start({
-      config,
-      worldSize,
-      runDir,
-      out: flags.out,
-      resumeFrom,
-      host: flags.bindHost,
-      port,
-      security,
-      signal: controller.signal,
-      observe,
-      ...distributed,
-    });
-    return await coordinator.run();
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  const { config, resumeFrom } = await resolveDistributedConfig(flags, flags.worldSize, resumeDir);
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    await initBackend(flags.backend as BackendRequest);
+    const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
+    try {
+      const coordinator = await Coordinator.start({
+        config,
+        worldSize: flags.worldSize,
+        runDir,
+        resumeFrom,
+        host: flags.bindHost,
+        port: flags.port,
+        security,
+        signal: stop.signal,
+        observe: observeSettings(flags, flags.bindHost, security.token),
+        ...distributedSettings(flags),
+      });
+      return await coordinator.run();
+    } finally {
+      stop.dispose();
+    }
+  });
 }

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { DATASETS, type DataConfig } from '../shared/config/train-config.js';
-import { loadDataset } from '../shared/data/load-dataset.js';
+import { loadEvaluationSet } from '../shared/data/load-dataset.js';
 import { UserError } from '../shared/errors.js';
 import { loadModel } from '../shared/models/model-files.js';
 import { type EvalSummary, Evaluator, summarizeEval } from '../shared/training/evaluator.js';
@@ -25,7 +25,10 @@ export function registerEvalCommand(program: Command): void {
         'with the preprocessing it was trained with',
     )
     .requiredOption('--model-dir <dir>', 'the model folder written by train (<run>/model)')
-    .option('--data <dir>', 'CIFAR-10 folder (default: the data the model was trained on)')
+    .option(
+      '--data <dir>',
+      'CIFAR-10 folder; test_batch.bin alone is enough (default: the data the model was trained on)',
+    )
     .option('--dataset <name>', `${DATASETS.join(' or ')} (default: as in training)`)
     .option('--val-size <n>', 'validation holdout size (default: as in training)')
     .option('--batch-size <n>', 'images per batch', '256')
@@ -56,14 +59,14 @@ export async function evaluateModel(flags: EvalFlags): Promise<EvalSummary> {
   const batchSize = wholeNumber('--batch-size', flags.batchSize, 1);
   const data = dataOptions(flags, metadata.data);
   await initBackend(flags.backend as BackendRequest);
-  const splits = await loadDataset({ ...data, seed: metadata.seed });
+  const evaluation = await loadEvaluationSet({ ...data, seed: metadata.seed });
   const model = await loadModel(flags.modelDir);
   try {
-    const sums = new Evaluator(model).run(splits.val, {
+    const sums = new Evaluator(model).run(evaluation.images, {
       preprocessing: metadata.preprocessing,
       batchSize,
     });
-    return summarizeEval(sums, splits.classNames);
+    return summarizeEval(sums, evaluation.classNames);
   } finally {
     model.dispose();
   }

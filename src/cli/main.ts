@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { ExplainedError } from '../shared/errors.js';
+import { ExplainedError, Interrupted } from '../shared/errors.js';
+import { routeGrpcLogs } from '../shared/logging/grpc-log.js';
 import { log } from '../shared/logging/logger.js';
 import { registerCommands } from './commands.js';
+import { packageVersion } from './package-version.js';
 
 const program = new Command('tfjs-ddp')
   .description('Distributed data-parallel training for TensorFlow.js over gRPC')
-  .showHelpAfterError()
+  .version(packageVersion(), '-V, --version', 'print the version of tfjs-ddp')
+  // A usage error is one line and a pointer, not the whole help (subcommands inherit this).
+  .showHelpAfterError('(add --help to see the options)')
   .exitOverride();
 
+routeGrpcLogs();
 registerCommands(program);
 
 try {
@@ -23,6 +28,11 @@ function reportError(err: unknown): number {
   if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
     // commander already printed its message (help, version or a usage error).
     return e.exitCode ?? 1;
+  }
+  if (err instanceof Interrupted) {
+    // What the user asked for, not a failure.
+    log().info(err.message);
+    return err.exitCode;
   }
   if (err instanceof ExplainedError) {
     log().error(err.message);

@@ -1,32 +1,28 @@
-import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import {
-  addLaunchOptions,
-  isDistributed,
-  type LaunchFlags,
-  trainWithWorkers,
-} from '../coordinator/launcher.js';
+  distributedSettings,
+  resolveDistributedConfig,
+} from '../coordinator/distributed-config.js';
+import { planGpus } from '../coordinator/gpu-plan.js';
+import { trainWithWorkers } from '../coordinator/launcher.js';
 import { trainInProcess } from '../coordinator/train-in-process.js';
 import type { TrainSummary } from '../coordinator/train-world.js';
+import { checkWorkerCount } from '../coordinator/worker-capacity.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
-import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
+import { TRAIN_COMMAND_FLAGS } from '../shared/config/command-flags.js';
+import type { FlagValues } from '../shared/config/flags.js';
+import { resolveTrainConfig } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
-import { addTrainingOptions } from '../shared/config/train-options.js';
 import { UserError } from '../shared/errors.js';
-import { log } from '../shared/logging/logger.js';
+import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
-import { latestRunDir } from '../shared/training/run-folder.js';
 import { formatDuration } from '../shared/training/training-progress.js';
-import { addObserveOptions, type ObserveFlags, parseObserveFlags } from './observe-options.js';
+import { addFlags, readFlags } from './flag-options.js';
+import { observeSettings } from './observe-options.js';
+import { inRunFolder, resumedRunDir } from './run-flags.js';
 
-interface TrainCommandFlags extends TrainFlags, ObserveFlags {
-  backend: string;
-  out?: string;
-  checkpointEvery?: string;
-  resume?: string | true;
-  json?: boolean;
-}
+type TrainCommandFlags = FlagValues<(typeof TRAIN_COMMAND_FLAGS)[number]>;
 
 export function registerTrainCommand(program: Command): void {
   const command = program
@@ -34,91 +30,90 @@ export function registerTrainCommand(program: Command): void {
     .description(
       'train a model of the zoo on CIFAR-10 (in this process, or with --workers N processes)',
     );
-  addTrainingOptions(command)
-    .addOption(
-      new Option('--backend <name>', 'compute backend: auto, tensorflow, wasm, cpu')
-        .default('auto')
-        .env('TFJS_DDP_BACKEND'),
-    )
-    .addOption(
-      new Option('--out <dir>', 'run folder (default: a new folder under runs/)').env(
-        'TFJS_DDP_OUT',
-      ),
-    )
-    .addOption(
-      new Option(
-        '--checkpoint-every <steps>',
-        'checkpoint every K steps (default: every epoch); always at the end',
-      ).env('TFJS_DDP_CHECKPOINT_EVERY'),
-    )
-    .option('--resume [dir]', 'continue the run in DIR (default: the latest under runs/)')
-    .option('--json', 'print only the final summary as one JSON object on stdout');
-  addObserveOptions(addLaunchOptions(command)).action(
-    async (flags: TrainCommandFlags & LaunchFlags) => {
-      const started = performance.now();
-      const summary = isDistributed(flags) ? await trainWithWorkers(flags) : await train(flags);
-      const elapsed = (performance.now() - started) / 1000;
-      process.stdout.write(
-        flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed),
-      );
-    },
-  );
+  addFlags(command, TRAIN_COMMAND_FLAGS).action(async (_options, self: Command) => {
+    const resumeDir = await resumedRunDir(self);
+    const flags = readFlags(self, TRAIN_COMMAND_FLAGS);
+    const started = performance.now();
+    const distributed = flags.workers !== undefined || flags.gpus !== undefined;
+    const summary = distributed
+      ? await trainDistributed(flags, self, resumeDir)
+      : await train(flags, self, resumeDir);
+    const elapsed = (performance.now() - started) / 1000;
+    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed));
+  });
 }
 
-async function train(flags: TrainCommandFlags): Promise<TrainSummary> {
-  const checkpointEvery = positiveInteger('--checkpoint-every', flags.checkpointEvery);
-  let resumeFrom: Checkpoint | undefined;
-  let runDir: string | undefined;
-  let config: ReturnType<typeof resolveTrainConfig>;
-  if (flags.resume !== undefined) {
-    runDir = flags.resume === true ? await latestRunDir() : resolve(flags.resume);
-    if (flags.out !== undefined && resolve(flags.out) !== runDir) {
-      throw new UserError(
-        `--out ${flags.out} and --resume ${runDir}: a resumed run stays in its folder`,
+/**
+ * `train --workers N` (or --gpus): refuses more workers than the machine carries before
+ * anything starts, resolves the run's configuration and folder, then launches.
+ */
+async function trainDistributed(
+  flags: TrainCommandFlags,
+  command: Command,
+  resumeDir: string | undefined,
+): Promise<TrainSummary> {
+  if (flags.workers !== undefined) {
+    checkWorkerCount(flags.workers, flags.allowOversubscribe ?? false);
+  }
+  const gpus = planGpus({ workers: flags.workers, gpus: flags.gpus, backend: flags.backend });
+  const { config, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers, resumeDir);
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
+    try {
+      return await trainWithWorkers(
+        {
+          config,
+          runDir,
+          resumeFrom,
+          gpus,
+          backend: flags.backend,
+          // On loopback like the workers; their join token is internal, so only --http-token.
+          observe: observeSettings(flags, '127.0.0.1'),
+          ...distributedSettings(flags),
+        },
+        stop,
       );
+    } finally {
+      stop.dispose();
     }
-    resumeFrom = await readCheckpoint(runDir);
-    config = resumeTrainConfig(resumeFrom.config, flags, `the checkpoint in ${runDir}`);
+  });
+}
+
+async function train(
+  flags: TrainCommandFlags,
+  command: Command,
+  resumeDir: string | undefined,
+): Promise<TrainSummary> {
+  if (flags.globalBatchSize !== undefined) {
+    throw new UserError(
+      '--global-batch-size is for distributed runs: give --workers N (or --gpus)',
+    );
+  }
+  let resumeFrom: Checkpoint | undefined;
+  let config: ReturnType<typeof resolveTrainConfig>;
+  if (resumeDir !== undefined) {
+    resumeFrom = await readCheckpoint(resumeDir);
+    config = resumeTrainConfig(resumeFrom.config, flags, `the checkpoint in ${resumeDir}`);
   } else {
     config = resolveTrainConfig(flags);
   }
-  const observe = parseObserveFlags(flags, '127.0.0.1');
-  const backend = await initBackend(flags.backend as BackendRequest);
-
-  // The first signal stops the run after the current step, with a checkpoint; a second one
-  // exits at once.
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(signal === 'SIGTERM' ? 143 : 130);
-    log().warn(`${signal}: stopping after this step and writing a checkpoint (again to quit now)`);
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    return await trainInProcess({
-      config,
-      backend: backend.name,
-      runDir,
-      out: flags.out,
-      resumeFrom,
-      checkpointEvery,
-      signal: controller.signal,
-      observe,
-    });
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-}
-
-function positiveInteger(flag: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || n < 1) {
-    throw new UserError(`${flag}: expected a whole number of steps ≥ 1 (got "${text}")`);
-  }
-  return n;
+  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+    const backend = await initBackend(flags.backend as BackendRequest);
+    const stop = gracefulStop('stopping after this step and writing a checkpoint');
+    try {
+      return await trainInProcess({
+        config,
+        backend: backend.name,
+        runDir,
+        resumeFrom,
+        checkpointEvery: flags.checkpointEvery,
+        signal: stop.signal,
+        observe: observeSettings(flags, '127.0.0.1'),
+      });
+    } finally {
+      stop.dispose();
+    }
+  });
 }
 
 function describe(s: TrainSummary, elapsedSeconds: number): string {

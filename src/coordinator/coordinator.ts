@@ -140,7 +140,6 @@ export class Coordinator implements ChannelEvents {
       settings: { keepaliveTimeoutMs: opts.stepTimeoutMs },
       credentials: opts.security.server,
     });
-    server.health.setStatus('tfjs_ddp.v1.Coordinator', 'SERVING');
     const observers = await RunObservers.start(
       opts.observe ?? { httpPort: 0, httpHost: opts.host },
     );
@@ -187,11 +186,13 @@ export class Coordinator implements ChannelEvents {
       ]);
       return summary;
     } catch (error) {
-      message = (error as Error).message;
-      if (opts.signal?.aborted) outcome = 'interrupted';
+      if (opts.signal?.aborted || error instanceof Interrupted) outcome = 'interrupted';
+      // An interrupted run ends in order (its checkpoint is written): the workers stop as after
+      // a completed run, and the interruption is reported once, by the caller.
+      message = error instanceof Interrupted ? '' : (error as Error).message;
       if (error instanceof RunFailure) this.group.fail(error);
       // Said now: stopping may take a moment (a stalled worker never closes its streams).
-      log().warn(`stopping every worker: ${message}`);
+      if (message) log().warn(`stopping every worker: ${message}`);
       graceMs = 300;
       this.group.stop(message);
       for (const c of this.channels.values()) c.stop(message);
@@ -282,7 +283,9 @@ export class Coordinator implements ChannelEvents {
           ),
         );
       }, opts.joinTimeoutMs);
+      // Settles like the other outcomes: a join timer left behind would keep the process up.
       const onSignal = () => {
+        settle();
         const signal = String(opts.signal?.reason);
         reject(new Interrupted(`interrupted by ${signal} before training started`, signal));
       };
@@ -291,6 +294,7 @@ export class Coordinator implements ChannelEvents {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onSignal);
       };
+      if (opts.signal?.aborted) onSignal();
       this.worldFormed = () => {
         settle();
         resolve();

@@ -1,59 +1,91 @@
-import { resolve } from 'node:path';
+import { DEFAULT_FIRST_BUCKET_BYTES } from '../shared/collectives/bucket-plan.js';
+import type { Compression } from '../shared/collectives/collective.js';
+import type { CollectiveName } from '../shared/collectives/create-collective.js';
+import type { FlagValues } from '../shared/config/flags.js';
 import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
 import { parseTrainConfig, type TrainConfig } from '../shared/config/train-config.js';
+import type { DataFrom } from '../shared/distributed/run-settings.js';
 import { UserError } from '../shared/errors.js';
 import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.js';
-import { latestRunDir } from '../shared/training/run-folder.js';
 
 export interface DistributedConfigFlags extends TrainFlags {
-  globalBatchSize?: string;
-  out?: string;
-  resume?: string | true;
+  globalBatchSize?: number;
 }
 
 /** A distributed run's configuration; `config.batchSize` is the global batch G. */
 export interface DistributedConfig {
   config: TrainConfig;
-  runDir?: string;
   resumeFrom?: Checkpoint;
 }
 
+/** How a distributed run moves its gradients and how long it waits (from the schema's flags). */
+export interface DistributedSettings {
+  allReduce: CollectiveName;
+  compression: Compression;
+  firstBucketBytes: number;
+  bucketBytes: number;
+  fingerprintEvery: number;
+  dataFrom: DataFrom;
+  joinTimeoutMs: number;
+  stepTimeoutMs: number;
+  checkpointEvery?: number;
+}
+
+/** The DistributedSettings of the parsed flags. */
+export function distributedSettings(
+  flags: FlagValues<
+    | 'allreduce'
+    | 'gradCompression'
+    | 'bucketSizeMb'
+    | 'fingerprintEvery'
+    | 'dataFrom'
+    | 'joinTimeout'
+    | 'stepTimeout'
+    | 'checkpointEvery'
+  >,
+): DistributedSettings {
+  const bucketBytes = Math.round(flags.bucketSizeMb * 1024 * 1024);
+  return {
+    allReduce: flags.allreduce,
+    compression: flags.gradCompression,
+    firstBucketBytes: Math.min(DEFAULT_FIRST_BUCKET_BYTES, bucketBytes),
+    bucketBytes,
+    fingerprintEvery: flags.fingerprintEvery,
+    dataFrom: flags.dataFrom,
+    joinTimeoutMs: 1000 * flags.joinTimeout,
+    stepTimeoutMs: 1000 * flags.stepTimeout,
+    checkpointEvery: flags.checkpointEvery,
+  };
+}
+
 /**
- * The configuration of a distributed run of `worldSize` workers. `--batch-size` is per worker
- * (torchrun's and Horovod's convention: G = worldSize × batch size); `--global-batch-size G`
- * may be given instead. The configuration stores G, the batch of the whole step, so that
- * `--resume` continues the same schedule with any number of workers: a resumed run keeps its G,
- * and a batch flag that implies another one is refused.
+ * The configuration of a distributed run of `worldSize` workers, new or resumed from the run
+ * folder `resumeDir`. `--batch-size` is per worker (torchrun's and Horovod's convention:
+ * G = worldSize × batch size); `--global-batch-size G` may be given instead. The configuration
+ * stores G, the batch of the whole step, so that `--resume` continues the same schedule with
+ * any number of workers: a resumed run keeps its G, and a batch flag that implies another one
+ * is refused.
  */
 export async function resolveDistributedConfig(
   flags: DistributedConfigFlags,
   worldSize: number,
+  resumeDir?: string,
 ): Promise<DistributedConfig> {
   if (flags.globalBatchSize !== undefined && flags.batchSize !== undefined) {
     throw new UserError(
       '--batch-size (per worker) and --global-batch-size: give one of them, not both',
     );
   }
-  const globalFlag =
-    flags.globalBatchSize === undefined
-      ? undefined
-      : positive('--global-batch-size', flags.globalBatchSize);
-  if (flags.resume !== undefined) {
-    const runDir = flags.resume === true ? await latestRunDir() : resolve(flags.resume);
-    if (flags.out !== undefined && resolve(flags.out) !== runDir) {
-      throw new UserError(
-        `--out ${flags.out} and --resume ${runDir}: a resumed run stays in its folder`,
-      );
-    }
-    const resumeFrom = await readCheckpoint(runDir);
+  if (resumeDir !== undefined) {
+    const resumeFrom = await readCheckpoint(resumeDir);
     const config = resumeTrainConfig(
       resumeFrom.config,
       { ...flags, batchSize: undefined },
-      `the checkpoint in ${runDir}`,
+      `the checkpoint in ${resumeDir}`,
     );
     const implied =
-      globalFlag ??
+      flags.globalBatchSize ??
       (flags.batchSize === undefined
         ? undefined
         : worldSize * positive('--batch-size', flags.batchSize));
@@ -63,10 +95,10 @@ export async function resolveDistributedConfig(
           `${flags.batchSize !== undefined ? ` (${worldSize} workers × --batch-size ${flags.batchSize})` : ''}: omit them`,
       );
     }
-    return { config, runDir, resumeFrom };
+    return { config, resumeFrom };
   }
   const perWorker = resolveTrainConfig(flags);
-  const globalBatch = globalFlag ?? worldSize * perWorker.batchSize;
+  const globalBatch = flags.globalBatchSize ?? worldSize * perWorker.batchSize;
   const checked = parseTrainConfig({ ...perWorker, batchSize: globalBatch });
   if (!checked.ok) {
     throw new UserError(`the global batch of ${globalBatch}: ${checked.issues[0].message}`);

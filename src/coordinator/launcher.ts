@@ -1,28 +1,31 @@
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { credentials, ServerCredentials } from '@grpc/grpc-js';
-import { type Command, Option } from 'commander';
-import {
-  addDistributedOptions,
-  type DistributedFlags,
-  parseDistributedFlags,
-  wholeNumber,
-} from '../cli/distributed-options.js';
-import { type ObserveFlags, parseObserveFlags } from '../cli/observe-options.js';
 import { initBackend } from '../shared/backend/select-backend.js';
+import type { TrainConfig } from '../shared/config/train-config.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
+import type { GracefulStop } from '../shared/process/graceful-stop.js';
+import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { Coordinator } from './coordinator.js';
-import { type DistributedConfigFlags, resolveDistributedConfig } from './distributed-config.js';
-import { planGpus } from './gpu-plan.js';
+import type { DistributedSettings } from './distributed-config.js';
+import type { GpuPlan } from './gpu-plan.js';
 import { type LocalWorkerSpec, LocalWorkers } from './local-workers.js';
+import type { ObserveSettings } from './observe/run-observers.js';
 import type { TrainSummary } from './train-world.js';
 
-export interface LaunchFlags extends DistributedConfigFlags, DistributedFlags, ObserveFlags {
-  workers?: string;
-  gpus?: string | true;
+/** What `train --workers` runs, parsed and resolved by the CLI. */
+export interface LaunchSettings extends DistributedSettings {
+  /** The run's configuration; `batchSize` is the global batch. */
+  config: TrainConfig;
+  runDir: string;
+  resumeFrom?: Checkpoint;
+  /** How many workers, and the GPU of each. */
+  gpus: GpuPlan;
+  /** The workers' backend request (auto, tensorflow, wasm, cpu). */
   backend: string;
-  checkpointEvery?: string;
+  /** The dashboard, /metrics and the trace. */
+  observe?: ObserveSettings;
 }
 
 /** How long workers may take to exit after the run's Stop. */
@@ -30,138 +33,88 @@ const EXIT_GRACE_MS = 15_000;
 /** After a failure: how long a worker may take to exit on SIGTERM before it is killed. */
 const FAILED_STOP_GRACE_MS = 2000;
 
-/** Adds `--workers N`, `--gpus [list]` and the distributed flags to `train`. */
-export function addLaunchOptions(command: Command): Command {
-  command
-    .addOption(
-      new Option(
-        '--workers <n>',
-        'train with N worker processes on this machine (a coordinator here, over gRPC on 127.0.0.1)',
-      ),
-    )
-    .addOption(
-      new Option(
-        '--gpus [list]',
-        'one worker per GPU: the CUDA ids to use (e.g. 0,1,2,3), or every visible GPU',
-      ),
-    );
-  return addDistributedOptions(command);
-}
-
-/** Whether `train` runs distributed; --global-batch-size alone is refused (it needs workers). */
-export function isDistributed(flags: LaunchFlags): boolean {
-  const distributed = flags.workers !== undefined || flags.gpus !== undefined;
-  if (!distributed && flags.globalBatchSize !== undefined) {
-    throw new UserError(
-      '--global-batch-size is for distributed runs: give --workers N (or --gpus)',
-    );
-  }
-  return distributed;
-}
-
 /**
  * `train --workers N`, like torchrun --nproc_per_node: the coordinator runs in this process
  * on 127.0.0.1 (a free port, a random join token) and N workers run as child processes
  * (LocalWorkers: logs tagged by rank, no orphans), each with its own GPU when there are GPUs.
- * The first SIGINT/SIGTERM stops the run after the current step with a checkpoint; a second
- * one kills the workers at once. Rejects with the coordinator's error (naming the rank) when
- * a worker fails, and with the worker's exit when one exits badly after the run.
+ * `stop` (the process's graceful stop) ends the run after the current step with a checkpoint,
+ * or at once before training started; a second signal kills the workers. Rejects with the
+ * coordinator's error (naming the rank) when a worker fails, and with the worker's exit when
+ * one exits badly after the run.
  */
-export async function trainWithWorkers(flags: LaunchFlags): Promise<TrainSummary> {
-  const gpus = planGpus({
-    workers: flags.workers === undefined ? undefined : wholeNumber('--workers', flags.workers, 1),
-    gpus: flags.gpus,
-    backend: flags.backend,
-  });
-  const distributed = parseDistributedFlags(flags);
-  // On loopback like the workers; the join token is internal, so only --http-token guards it.
-  const observe = parseObserveFlags(flags, '127.0.0.1');
-  const { config, runDir, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers);
+export async function trainWithWorkers(
+  settings: LaunchSettings,
+  stop: GracefulStop,
+): Promise<TrainSummary> {
+  const { config, runDir, resumeFrom, gpus, backend, ...distributed } = settings;
   // The coordinator only builds, fingerprints and exports the model: the GPUs stay the workers'.
   await initBackend('wasm');
   const token = randomBytes(16).toString('hex');
-  const controller = new AbortController();
   let workers: LocalWorkers | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) {
-      void workers?.stop(0).then(() => process.exit(signal === 'SIGTERM' ? 143 : 130));
-      return;
-    }
-    log().warn(
-      `${signal}: stopping every worker after this step and writing a checkpoint (again to quit now)`,
-    );
-    controller.abort(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  stop.onForce(() => workers?.stop(0));
+  const coordinator = await Coordinator.start({
+    config,
+    worldSize: gpus.workers,
+    runDir,
+    resumeFrom,
+    host: '127.0.0.1',
+    port: 0,
+    security: {
+      token,
+      tls: false,
+      server: ServerCredentials.createInsecure(),
+      channel: credentials.createInsecure(),
+    },
+    signal: stop.signal,
+    ...distributed,
+  });
+  const specs = Array.from({ length: gpus.workers }, (_, rank) =>
+    workerSpec(
+      rank,
+      coordinator.port,
+      backend,
+      config.model,
+      // Workers that fetch their images get no folder to read them from.
+      distributed.dataFrom === 'local' ? config.data.dataDir : undefined,
+      distributed.joinTimeoutMs,
+      token,
+      gpus.devices?.[rank],
+    ),
+  );
+  // Interrupted while the coordinator started: run() rejects at once, and no worker starts.
+  if (stop.signal.aborted) await coordinator.run();
+  workers = new LocalWorkers(specs, log());
+  const started = workers;
+  // A worker process that dies ends the run now (its rank named), not at a deadline.
+  started.done.catch((error: Error) => coordinator.abort(error.message));
+  let summary: TrainSummary;
   try {
-    const coordinator = await Coordinator.start({
-      config,
-      worldSize: gpus.workers,
-      runDir,
-      out: flags.out,
-      resumeFrom,
-      host: '127.0.0.1',
-      port: 0,
-      security: {
-        token,
-        tls: false,
-        server: ServerCredentials.createInsecure(),
-        channel: credentials.createInsecure(),
-      },
-      signal: controller.signal,
-      observe,
-      ...distributed,
-    });
-    const specs = Array.from({ length: gpus.workers }, (_, rank) =>
-      workerSpec(
-        rank,
-        coordinator.port,
-        flags,
-        config.model,
-        // Workers that fetch their images get no folder to read them from.
-        distributed.dataFrom === 'local' ? config.data.dataDir : undefined,
-        distributed.joinTimeoutMs,
-        token,
-        gpus.devices?.[rank],
-      ),
-    );
-    workers = new LocalWorkers(specs, log());
-    const started = workers;
-    // A worker process that dies ends the run now (its rank named), not at a deadline.
-    started.done.catch((error: Error) => coordinator.abort(error.message));
-    let summary: TrainSummary;
-    try {
-      summary = await coordinator.run();
-    } catch (error) {
-      await started.stop(FAILED_STOP_GRACE_MS);
-      throw error;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((r) => {
-      timer = setTimeout(() => r('late'), EXIT_GRACE_MS);
-    });
-    const exited = await Promise.race([started.done.then(() => 'exited' as const), late]).finally(
-      () => clearTimeout(timer),
-    );
-    if (exited === 'late') {
-      await started.stop();
-      throw new UserError(
-        `the workers did not exit within ${EXIT_GRACE_MS / 1000} s after the run ended`,
-        3,
-      );
-    }
-    return { ...summary, workers: gpus.workers };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    summary = await coordinator.run();
+  } catch (error) {
+    await started.stop(FAILED_STOP_GRACE_MS);
+    throw error;
   }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => {
+    timer = setTimeout(() => r('late'), EXIT_GRACE_MS);
+  });
+  const exited = await Promise.race([started.done.then(() => 'exited' as const), late]).finally(
+    () => clearTimeout(timer),
+  );
+  if (exited === 'late') {
+    await started.stop();
+    throw new UserError(
+      `the workers did not exit within ${EXIT_GRACE_MS / 1000} s after the run ended`,
+      3,
+    );
+  }
+  return { ...summary, workers: gpus.workers };
 }
 
 function workerSpec(
   rank: number,
   port: number,
-  flags: LaunchFlags,
+  backend: string,
   model: string,
   dataDir: string | undefined,
   joinTimeoutMs: number,
@@ -183,7 +136,7 @@ function workerSpec(
     '--model',
     model,
     '--backend',
-    flags.backend,
+    backend,
     '--join-timeout',
     String(Math.ceil(joinTimeoutMs / 1000)),
   ];

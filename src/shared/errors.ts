@@ -31,7 +31,7 @@ export function signalExitCode(signal: string): number {
 
 /**
  * The run stopped because the user asked it to (SIGINT, SIGTERM): not a failure, and not a
- * mistake either. Exits with the signal's code.
+ * mistake either, so the CLI reports it once, at INFO. Exits with the signal's code.
  */
 export class Interrupted extends ExplainedError {
   constructor(message: string, signal: string) {

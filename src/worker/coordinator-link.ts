@@ -17,10 +17,11 @@ import {
 import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
 import { SESSION_METADATA } from '../shared/distributed/run-settings.js';
 import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
-import { UserError } from '../shared/errors.js';
+import { Interrupted, UserError } from '../shared/errors.js';
+import { log } from '../shared/logging/logger.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
-import { waitForChannel } from '../shared/transport/client-stream.js';
 import { channelOptions, DEFAULT_GRPC_SETTINGS } from '../shared/transport/grpc-settings.js';
+import { unreachableCause } from './unreachable-cause.js';
 
 export type Command = NonNullable<ControlResponse['kind']>;
 export type Report = NonNullable<ControlRequest['kind']>;
@@ -54,13 +55,15 @@ export class CoordinatorLink {
   ) {}
 
   /**
-   * Connects (retrying while the coordinator starts, up to `joinTimeoutMs`) and joins. Throws
-   * CoordinatorError with the coordinator's status and reason when it refuses.
+   * Connects (retrying while the coordinator starts, up to `joinTimeoutMs`, saying why every
+   * 10 s) and joins. Throws CoordinatorError with the coordinator's status and reason when it
+   * refuses, or naming the cause when it cannot be reached; Interrupted as soon as `signal`
+   * aborts.
    */
   static async join(
     address: string,
     request: JoinRequest,
-    opts: { credentials: ChannelCredentials; joinTimeoutMs: number },
+    opts: { credentials: ChannelCredentials; joinTimeoutMs: number; signal?: AbortSignal },
   ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
     const client = new CoordinatorServiceClient(
       address,
@@ -68,9 +71,9 @@ export class CoordinatorLink {
       channelOptions(DEFAULT_GRPC_SETTINGS),
     );
     try {
-      await waitForChannel(client, 'the coordinator', address, opts.joinTimeoutMs);
-      const response = await new Promise<JoinResponse>((resolve, reject) => {
-        client.join(
+      await reachCoordinator(client, address, opts.joinTimeoutMs, opts.signal);
+      const response = await untilAborted<JoinResponse>(opts.signal, (resolve, reject) => {
+        const call = client.join(
           request,
           new Metadata(),
           { deadline: Date.now() + opts.joinTimeoutMs },
@@ -80,6 +83,7 @@ export class CoordinatorLink {
             else resolve(answer);
           },
         );
+        return () => call.cancel();
       });
       const link = new CoordinatorLink(client, address, opts.credentials, opts.joinTimeoutMs);
       return { link, response };
@@ -231,4 +235,65 @@ function refusal(error: ServiceError, context: string): CoordinatorError {
   return new CoordinatorError(
     `${context}: ${status[error.code] ?? error.code}: ${error.details || error.message}`,
   );
+}
+
+/** How often a worker that cannot reach its coordinator yet says so, and why. */
+const RETRY_REPORT_MS = 10_000;
+
+/**
+ * Waits until `client`'s channel is connected (grpc-js retries with its backoff meanwhile), at
+ * most `timeoutMs`, logging the cause of the wait every RETRY_REPORT_MS.
+ */
+async function reachCoordinator(
+  client: CoordinatorServiceClient,
+  address: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const until = Math.min(deadline, Date.now() + RETRY_REPORT_MS);
+    const ready = await untilAborted<boolean>(signal, (resolve) => {
+      client.waitForReady(until, (error) => resolve(!error));
+      return undefined;
+    });
+    if (ready) return;
+    const cause = await unreachableCause(address);
+    const left = Math.round((deadline - Date.now()) / 1000);
+    if (left <= 0) {
+      throw new CoordinatorError(
+        `failed to reach the coordinator at ${address} within --join-timeout ${timeoutMs / 1000} s: ${cause}`,
+      );
+    }
+    log().warn(
+      { cause },
+      `cannot reach the coordinator at ${address} yet: ${cause}; retrying for ${left} s more`,
+    );
+  }
+}
+
+/**
+ * A promise settled by `start` (which may return how to cancel what it started), or rejected
+ * with Interrupted (and the work cancelled) once `signal` aborts.
+ */
+function untilAborted<T>(
+  signal: AbortSignal | undefined,
+  start: (resolve: (value: T) => void, reject: (error: Error) => void) => (() => void) | undefined,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const interrupt = () => {
+      cancel?.();
+      const reason = String(signal?.reason);
+      reject(new Interrupted(`stopped by ${reason} before joining the coordinator`, reason));
+    };
+    const settle =
+      <V>(finish: (v: V) => void) =>
+      (v: V) => {
+        signal?.removeEventListener('abort', interrupt);
+        finish(v);
+      };
+    const cancel = start(settle(resolve), settle(reject));
+    if (signal?.aborted) interrupt();
+    else signal?.addEventListener('abort', interrupt, { once: true });
+  });
 }

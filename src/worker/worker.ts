@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { decodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
-import { log } from '../shared/logging/logger.js';
+import { bindToLog, log } from '../shared/logging/logger.js';
 import { architectureFingerprint, buildModel, parseModelName } from '../shared/models/zoo.js';
 import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
@@ -27,7 +27,10 @@ export interface WorkerOptions {
   rank?: number;
   joinTimeoutMs: number;
   security: Security;
-  /** Once aborted (SIGTERM), the worker reports the reason as its failure and stops. */
+  /**
+   * Once aborted (SIGTERM), the worker stops: at once while it connects and joins; later it
+   * reports the reason to the coordinator as its failure.
+   */
   signal?: AbortSignal;
 }
 
@@ -78,10 +81,15 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         workerId: `${hostname()}:${process.pid}`,
         requestedRank: opts.rank,
       },
-      { credentials: opts.security.channel, joinTimeoutMs: opts.joinTimeoutMs },
+      {
+        credentials: opts.security.channel,
+        joinTimeoutMs: opts.joinTimeoutMs,
+        signal: opts.signal,
+      },
     );
     try {
       const settings = decodeRunSettings(response.config);
+      bindToLog({ rank: response.rank });
       log().info(
         { rank: response.rank },
         `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}; peers reach it at ${peerAddress}`,

@@ -7,12 +7,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureBuilt, errorLines, runCli } from '../cli/run-cli.js';
 
+// Reports and run folders go to separate folders: the run folder's name is random
+// (scaling-lenet5-runs-XXXXXX); picking it by prefix from a folder that also holds the
+// reports (scaling-lenet5-ring.*) once picked a report, in about one run in four.
 let out: string;
+let runsParent: string;
 beforeAll(async () => {
   await ensureBuilt();
   out = await mkdtemp(join(tmpdir(), 'bench-scaling-'));
+  runsParent = await mkdtemp(join(tmpdir(), 'bench-scaling-runs-'));
 });
-afterAll(() => rm(out, { recursive: true, force: true }));
+afterAll(async () => {
+  await rm(out, { recursive: true, force: true });
+  await rm(runsParent, { recursive: true, force: true });
+});
 
 it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating rounds', async () => {
   const r = await runCli([
@@ -36,7 +44,7 @@ it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating round
     '--out',
     out,
     '--runs-dir',
-    out,
+    runsParent,
   ]);
   expect(errorLines(r.stderr)).toEqual([]);
   expect(r.code).toBe(0);
@@ -80,9 +88,11 @@ it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating round
   expect(file.results[1].measuredSteps).toBe(2);
   expect(file.results[1].roundEfficiencies).toHaveLength(2);
   // Round 1 runs the 2-worker run first, round 2 the independent runs first.
-  const [runs] = (await readdir(out)).filter((name) => name.startsWith('scaling-lenet5-'));
+  const runFolders = await readdir(runsParent);
+  expect(runFolders).toEqual([expect.stringMatching(/^scaling-lenet5-runs-/)]);
+  const runs = join(runsParent, runFolders[0]);
   const firstStepAt = async (round: number, run: string) => {
-    const lines = await readFile(join(out, runs, `round-${round}`, run, 'metrics.jsonl'), 'utf8');
+    const lines = await readFile(join(runs, `round-${round}`, run, 'metrics.jsonl'), 'utf8');
     return Date.parse(JSON.parse(lines.split('\n')[0]).time);
   };
   expect(await firstStepAt(1, 'n2')).toBeLessThan(await firstStepAt(1, 'n2-independent-0'));

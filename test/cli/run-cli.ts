@@ -65,10 +65,19 @@ export function runCli(
 
 /** The messages of the error records (level ≥ 50) among the JSON log lines on stderr. */
 export function errorLines(stderr: string): string[] {
+  return messages(stderr, (level) => level >= 50);
+}
+
+/** The messages of the INFO records (level 30) among the JSON log lines on stderr. */
+export function infoLines(stderr: string): string[] {
+  return messages(stderr, (level) => level === 30);
+}
+
+function messages(stderr: string, keep: (level: number) => boolean): string[] {
   return stderr
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as { level: number; msg: string })
-    .filter((r) => r.level >= 50)
+    .filter((r) => keep(r.level))
     .map((r) => r.msg);
 }

@@ -81,6 +81,7 @@ describe('tfjs-ddp train', () => {
       'config.json',
       'metrics.jsonl',
       'model',
+      'run-flags.json',
     ]);
     const config = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
     expect(config).toMatchObject({

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../../src/shared/training/checkpoint.js';
-import { ensureBuilt, errorLines, runCli, startCli } from './run-cli.js';
+import { ensureBuilt, errorLines, infoLines, runCli, startCli } from './run-cli.js';
 
 let work: string;
 beforeAll(async () => {
@@ -66,7 +66,11 @@ describe('tfjs-ddp train, interrupted and resumed', () => {
     child.kill('SIGINT');
     expect(await closed).toBe(130);
     expect(stdout).toBe('');
-    const [message] = errorLines(stderr);
+    // Told once, at INFO: the user asked for it.
+    expect(errorLines(stderr)).toEqual([]);
+    const told = infoLines(stderr).filter((m) => m.startsWith('interrupted by'));
+    expect(told).toHaveLength(1);
+    const [message] = told;
     expect(message).toMatch(
       new RegExp(
         `^interrupted by SIGINT after step (\\d+); checkpoint written; continue with: tfjs-ddp train --resume ${interruptedRun}$`,

@@ -182,7 +182,7 @@ describe('Control, FetchSamples and FetchCheckpoint', () => {
 
   it('kept serving through all of it (health SERVING)', async () => {
     expect(await healthStatus(port, '')).toBe('SERVING');
-    expect(await healthStatus(port, 'tfjs_ddp.v1.Coordinator')).toBe('SERVING');
+    expect(await healthStatus(port, 'tfjs_ddp.v1.CoordinatorService')).toBe('SERVING');
   });
 });
 

@@ -76,12 +76,12 @@ describe('resolveDistributedConfig', () => {
       (await resolveDistributedConfig({ ...flags, batchSize: '16' }, 3)).config.batchSize,
     ).toBe(48);
     expect(
-      (await resolveDistributedConfig({ ...flags, globalBatchSize: '50' }, 3)).config.batchSize,
+      (await resolveDistributedConfig({ ...flags, globalBatchSize: 50 }, 3)).config.batchSize,
     ).toBe(50);
     // The recipe's batch (32 for the Keras tutorials) is per worker too.
     expect((await resolveDistributedConfig(flags, 2)).config.batchSize).toBe(64);
     await expect(
-      resolveDistributedConfig({ ...flags, batchSize: '8', globalBatchSize: '16' }, 2),
+      resolveDistributedConfig({ ...flags, batchSize: '8', globalBatchSize: 16 }, 2),
     ).rejects.toThrow(/give one of them/);
   });
 
@@ -96,13 +96,13 @@ describe('resolveDistributedConfig', () => {
       weights: new Float32Array(1),
       optimizer: { kind: 'adam', iterations: 2, slots: {} },
     });
-    const resumed = await resolveDistributedConfig({ resume: work, steps: '8' }, 3);
+    const resumed = await resolveDistributedConfig({ steps: '8' }, 3, work);
     expect(resumed.config.batchSize).toBe(24);
     expect(resumed.resumeFrom?.step).toBe(2);
-    expect(
-      (await resolveDistributedConfig({ resume: work, batchSize: '12' }, 2)).config.batchSize,
-    ).toBe(24);
-    await expect(resolveDistributedConfig({ resume: work, batchSize: '12' }, 3)).rejects.toThrow(
+    expect((await resolveDistributedConfig({ batchSize: '12' }, 2, work)).config.batchSize).toBe(
+      24,
+    );
+    await expect(resolveDistributedConfig({ batchSize: '12' }, 3, work)).rejects.toThrow(
       /keeps its global batch of 24/,
     );
   });

@@ -56,6 +56,7 @@ describe('the Docker build context', () => {
         'package.json',
         'package-lock.json',
         'tsconfig.json',
+        'tsconfig.build.json',
         'src/cli/main.ts',
       ]),
     );

@@ -73,6 +73,11 @@ export async function initBackend(
 }
 
 async function initPortable(name: 'wasm' | 'cpu'): Promise<BackendInfo> {
+  // tfjs prints its warnings with console.warn unless PROD is set, among them a banner asking
+  // every user of a portable backend to install tfjs-node: the backend line below says which
+  // backend runs, and how to get a faster one is the README's business. PROD only silences
+  // tfjs' console output.
+  tf.env().set('PROD', true);
   await setBackend(name);
   // After initialisation, so that the built-in kernels kept as fallbacks have been set up.
   if (name === 'wasm') await registerWasmTrainingKernels();

@@ -1,6 +1,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import wabt from 'wabt';
 import { simdKernelsWat } from './simd-kernels-wat.js';
+import { emscriptenModule } from './wasm-kernel-calls.js';
 import { winogradWat } from './winograd-wat.js';
 
 /**
@@ -34,7 +35,7 @@ let kernels: SimdKernels | undefined;
  */
 export async function loadSimdKernels(backend: BackendWasm): Promise<SimdKernels> {
   if (kernels !== undefined) return kernels;
-  const memory = (backend.wasm as unknown as { asm?: { memory?: object } }).asm?.memory;
+  const memory = emscriptenModule(backend).asm?.memory;
   if (!(memory instanceof wasmApi.Memory)) {
     throw new Error('the tfjs wasm module does not expose its memory (asm.memory)');
   }

@@ -2,7 +2,15 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { type ConvGeometry, convGeometry } from './conv-geometry.js';
 import { simdKernels } from './simd-module.js';
-import { callKernel, conv2d, heapAllF32, release, transpose } from './wasm-kernel-calls.js';
+import {
+  callKernel,
+  conv2d,
+  heapAllF32,
+  release,
+  transpose,
+  type WasmKernelArgs,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 import { winogradApplies, winogradFilterGrad } from './wasm-winograd.js';
 
 /**
@@ -16,11 +24,9 @@ import { winogradApplies, winogradFilterGrad } from './wasm-winograd.js';
  * transposed to [oH, oW, n, co] as the filter, the stride becoming the filter's dilation; the
  * k×k output is transposed back to [k, k, ci, co].
  */
-function conv2DBackpropFilter(args: {
-  inputs: tf.Conv2DBackpropFilterInputs;
-  backend: BackendWasm;
-  attrs: tf.Conv2DBackpropFilterAttrs;
-}): tf.TensorInfo {
+function conv2DBackpropFilter(
+  args: WasmKernelArgs<tf.Conv2DBackpropFilterInputs, tf.Conv2DBackpropFilterAttrs>,
+): tf.TensorInfo {
   const { backend, attrs } = args;
   const x = args.inputs.x as tf.TensorInfo;
   const dy = args.inputs.dy as tf.TensorInfo;
@@ -105,8 +111,7 @@ function gatherTap(
   }
 }
 
-export const wasmConv2DBackpropFilterConfig: tf.KernelConfig = {
-  kernelName: tf.Conv2DBackpropFilter,
-  backendName: 'wasm',
-  kernelFunc: conv2DBackpropFilter as unknown as tf.KernelFunc,
-};
+export const wasmConv2DBackpropFilterConfig = wasmKernelConfig(
+  tf.Conv2DBackpropFilter,
+  conv2DBackpropFilter,
+);

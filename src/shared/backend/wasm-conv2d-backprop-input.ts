@@ -1,7 +1,16 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { type ConvGeometry, convGeometry } from './conv-geometry.js';
-import { conv2d, heapAllF32, release, transpose } from './wasm-kernel-calls.js';
+import {
+  conv2d,
+  heapAllF32,
+  release,
+  transpose,
+  typedKernel,
+  type WasmKernelArgs,
+  type WasmKernelFunc,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 import { winogradApplies, winogradConv } from './wasm-winograd.js';
 
 /**
@@ -15,11 +24,9 @@ import { winogradApplies, winogradConv } from './wasm-winograd.js';
  * is copied into every s-th row and column of dx. For s = 1 there is one phase, the usual
  * convolution with the flipped filter, done by Winograd when it is 3×3.
  */
-function conv2DBackpropInput(args: {
-  inputs: tf.Conv2DBackpropInputInputs;
-  backend: BackendWasm;
-  attrs: tf.Conv2DBackpropInputAttrs;
-}): tf.TensorInfo {
+type BackpropInputArgs = WasmKernelArgs<tf.Conv2DBackpropInputInputs, tf.Conv2DBackpropInputAttrs>;
+
+function conv2DBackpropInput(args: BackpropInputArgs): tf.TensorInfo {
   const { backend, attrs } = args;
   const dy = args.inputs.dy as tf.TensorInfo;
   const filter = args.inputs.filter as tf.TensorInfo;
@@ -153,24 +160,16 @@ function offsetOf(backend: BackendWasm, info: tf.TensorInfo): number {
   return backend.dataIdMap.get(info.dataId)!.memoryOffset / 4;
 }
 
-let builtin: tf.KernelFunc | undefined;
+let builtin: WasmKernelFunc<tf.Conv2DBackpropInputInputs, tf.Conv2DBackpropInputAttrs> | undefined;
 
 /** Explicit paddings of a kernel size or more: the built-in kernel, which handles anything. */
-function fallback(args: {
-  inputs: tf.Conv2DBackpropInputInputs;
-  backend: BackendWasm;
-  attrs: tf.Conv2DBackpropInputAttrs;
-}): tf.TensorInfo {
+function fallback(args: BackpropInputArgs): tf.TensorInfo {
   if (builtin === undefined) throw new Error('no Conv2DBackpropInput kernel for this padding');
-  return builtin(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  return builtin(args);
 }
 
 /** The kernel config; `builtinKernel` (the backend's own) serves paddings this cannot. */
 export function wasmConv2DBackpropInputConfig(builtinKernel: tf.KernelFunc): tf.KernelConfig {
-  builtin = builtinKernel;
-  return {
-    kernelName: tf.Conv2DBackpropInput,
-    backendName: 'wasm',
-    kernelFunc: conv2DBackpropInput as unknown as tf.KernelFunc,
-  };
+  builtin = typedKernel(builtinKernel);
+  return wasmKernelConfig(tf.Conv2DBackpropInput, conv2DBackpropInput);
 }

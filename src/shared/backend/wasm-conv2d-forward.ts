@@ -1,5 +1,10 @@
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  typedKernel,
+  type WasmKernelArgs,
+  type WasmKernelFunc,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 import { winogradApplies, winogradConv } from './wasm-winograd.js';
 
 /**
@@ -13,43 +18,34 @@ export function wasmConv2DForwardConfigs(builtin: {
   conv2d: tf.KernelFunc;
   fused: tf.KernelFunc;
 }): tf.KernelConfig[] {
-  const conv2d = (args: KernelArgs<tf.Conv2DInputs, tf.Conv2DAttrs>): tf.TensorInfo =>
+  const builtinConv2d = typedKernel<unknown, tf.Conv2DAttrs>(builtin.conv2d);
+  const builtinFused = typedKernel<unknown, tf.Conv2DAttrs>(builtin.fused);
+  const conv2d = (args: WasmKernelArgs<tf.Conv2DInputs, tf.Conv2DAttrs>): tf.TensorInfo =>
     forward(
       args,
-      builtin.conv2d,
+      builtinConv2d,
       args.inputs.x as tf.TensorInfo,
       args.inputs.filter as tf.TensorInfo,
     );
 
-  const fused = (args: KernelArgs<tf.FusedConv2DInputs, tf.FusedConv2DAttrs>): tf.TensorInfo => {
+  const fused = (
+    args: WasmKernelArgs<tf.FusedConv2DInputs, tf.FusedConv2DAttrs>,
+  ): tf.TensorInfo => {
     const { inputs, attrs } = args;
     const activation = attrs.activation ?? 'linear';
     const plain =
       (activation === 'linear' || activation === 'relu') &&
       (inputs.bias === undefined || inputs.bias.shape.length === 1);
     const winograd = plain ? { bias: inputs.bias, relu: activation === 'relu' } : undefined;
-    return forward(args, builtin.fused, inputs.x, inputs.filter, winograd);
+    return forward(args, builtinFused, inputs.x, inputs.filter, winograd);
   };
 
-  return [
-    { kernelName: tf.Conv2D, backendName: 'wasm', kernelFunc: conv2d as unknown as tf.KernelFunc },
-    {
-      kernelName: tf.FusedConv2D,
-      backendName: 'wasm',
-      kernelFunc: fused as unknown as tf.KernelFunc,
-    },
-  ];
-}
-
-interface KernelArgs<I, A> {
-  inputs: I;
-  backend: BackendWasm;
-  attrs: A;
+  return [wasmKernelConfig(tf.Conv2D, conv2d), wasmKernelConfig(tf.FusedConv2D, fused)];
 }
 
 function forward(
-  args: KernelArgs<unknown, tf.Conv2DAttrs>,
-  builtin: tf.KernelFunc,
+  args: WasmKernelArgs<unknown, tf.Conv2DAttrs>,
+  builtin: WasmKernelFunc<unknown, tf.Conv2DAttrs>,
   x: tf.TensorInfo,
   filter: tf.TensorInfo,
   winograd: { bias?: tf.TensorInfo; relu: boolean } | undefined = { relu: false },
@@ -77,7 +73,7 @@ function forward(
     return winogradConv(backend, x, filter, size, winograd.bias, winograd.relu);
   }
   const { top, bottom, left, right } = info.padInfo;
-  const pad =
+  const pad: tf.Conv2DAttrs['pad'] =
     attrs.pad === 'same'
       ? [
           [0, 0],
@@ -87,5 +83,5 @@ function forward(
         ]
       : attrs.pad;
   const explicit = { ...args, attrs: { ...attrs, pad } };
-  return builtin(explicit as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+  return builtin(explicit);
 }

@@ -9,6 +9,44 @@ import * as tf from '@tensorflow/tfjs-core';
 
 type Attrs = tf.NamedAttrMap;
 
+/** What tfjs passes a wasm kernel, typed by the kernel's inputs and attributes. */
+export interface WasmKernelArgs<I, A> {
+  inputs: I;
+  backend: BackendWasm;
+  attrs: A;
+}
+
+/** A wasm kernel with typed inputs and attributes that returns one tensor. */
+export type WasmKernelFunc<I, A> = (args: WasmKernelArgs<I, A>) => tf.TensorInfo;
+
+/**
+ * The config that registers a typed wasm kernel. tfjs' KernelFunc takes untyped inputs and
+ * attributes (and may return several tensors): the one cast between the two is here.
+ */
+export function wasmKernelConfig<I, A>(
+  kernelName: string,
+  kernelFunc: WasmKernelFunc<I, A>,
+): tf.KernelConfig {
+  return { kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+}
+
+/** A registered kernel (e.g. the built-in one a config replaces), called with typed arguments. */
+export function typedKernel<I, A>(kernel: tf.KernelFunc): WasmKernelFunc<I, A> {
+  return (args) => kernel(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+}
+
+/** The parts of the Emscripten module the kernels use, which BackendWasm's type leaves out. */
+interface EmscriptenModule {
+  HEAPU8: Uint8Array;
+  HEAPF32: Float32Array;
+  cwrap(name: string, returns: string | null, args: string[]): unknown;
+  asm?: { memory?: object };
+}
+
+export function emscriptenModule(backend: BackendWasm): EmscriptenModule {
+  return backend.wasm as unknown as EmscriptenModule;
+}
+
 /** Runs the wasm kernel registered under `name` (as registered when this is called). */
 export function callKernel(
   backend: BackendWasm,
@@ -59,5 +97,10 @@ export function heapF32(backend: BackendWasm, info: tf.TensorInfo): Float32Array
 
 /** The whole wasm heap as floats (index = byte offset / 4); take it after the last allocation. */
 export function heapAllF32(backend: BackendWasm): Float32Array {
-  return (backend.wasm as unknown as { HEAPF32: Float32Array }).HEAPF32;
+  return emscriptenModule(backend).HEAPF32;
+}
+
+/** The whole wasm heap as bytes; take it after the last allocation. */
+export function heapAllU8(backend: BackendWasm): Uint8Array {
+  return emscriptenModule(backend).HEAPU8;
 }

@@ -1,6 +1,12 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
-import { release, transpose } from './wasm-kernel-calls.js';
+import {
+  release,
+  transpose,
+  typedKernel,
+  type WasmKernelArgs,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 
 /**
  * BatchMatMul for wasm that keeps transposed products on XNNPACK. The built-in kernel uses
@@ -10,19 +16,18 @@ import { release, transpose } from './wasm-kernel-calls.js';
  * pass over a matrix that is small next to the product) and calling the built-in kernel without
  * transposes is exact, since only the data layout changes.
  */
-export function wasmBatchMatMulConfig(builtin: tf.KernelFunc): tf.KernelConfig {
-  const kernelFunc = (args: {
-    inputs: tf.BatchMatMulInputs;
-    backend: BackendWasm;
-    attrs: tf.BatchMatMulAttrs;
-  }): tf.TensorInfo => {
+export function wasmBatchMatMulConfig(builtinKernel: tf.KernelFunc): tf.KernelConfig {
+  const builtin = typedKernel<tf.BatchMatMulInputs, tf.BatchMatMulAttrs>(builtinKernel);
+  const kernelFunc = (
+    args: WasmKernelArgs<tf.BatchMatMulInputs, tf.BatchMatMulAttrs>,
+  ): tf.TensorInfo => {
     const { backend, attrs } = args;
     const a = args.inputs.a as tf.TensorInfo;
     const b = args.inputs.b as tf.TensorInfo;
     const single =
       a.shape.slice(0, -2).every((d) => d === 1) && b.shape.slice(0, -2).every((d) => d === 1);
     if (!single || !(attrs.transposeA || attrs.transposeB) || a.dtype !== 'float32') {
-      return builtin(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+      return builtin(args);
     }
     const aPlain = attrs.transposeA ? swapLastTwo(backend, a) : a;
     const bPlain = attrs.transposeB ? swapLastTwo(backend, b) : b;
@@ -30,16 +35,12 @@ export function wasmBatchMatMulConfig(builtin: tf.KernelFunc): tf.KernelConfig {
       inputs: { a: aPlain, b: bPlain },
       backend,
       attrs: { transposeA: false, transposeB: false },
-    }) as tf.TensorInfo;
+    });
     if (aPlain !== a) release(backend, aPlain);
     if (bPlain !== b) release(backend, bPlain);
     return out;
   };
-  return {
-    kernelName: tf.BatchMatMul,
-    backendName: 'wasm',
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-  };
+  return wasmKernelConfig(tf.BatchMatMul, kernelFunc);
 }
 
 /** A rank-2 [r, c] copy of a (batch-1) matrix with its last two axes swapped. */

@@ -1,6 +1,6 @@
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { simdKernels } from './simd-module.js';
+import { typedKernel, type WasmKernelArgs, wasmKernelConfig } from './wasm-kernel-calls.js';
 
 /**
  * MaxPoolGrad for wasm by a SIMD kernel (max_pool_grad in winograd-wat.ts): a quarter of the
@@ -8,19 +8,18 @@ import { simdKernels } from './simd-module.js';
  * gradient of windows that reach into 'same' padding below or right (e.g. 3×3/2 pools on
  * 8×6 inputs, as in resnet34k), and breaks ties differently from the reference kernels.
  */
-export function wasmMaxPoolGradConfig(builtin: tf.KernelFunc): tf.KernelConfig {
-  const kernelFunc = (args: {
-    inputs: tf.MaxPoolGradInputs;
-    backend: BackendWasm;
-    attrs: tf.MaxPoolGradAttrs;
-  }): tf.TensorInfo => {
+export function wasmMaxPoolGradConfig(builtinKernel: tf.KernelFunc): tf.KernelConfig {
+  const builtin = typedKernel<tf.MaxPoolGradInputs, tf.MaxPoolGradAttrs>(builtinKernel);
+  const kernelFunc = (
+    args: WasmKernelArgs<tf.MaxPoolGradInputs, tf.MaxPoolGradAttrs>,
+  ): tf.TensorInfo => {
     const { backend, attrs } = args;
     const x = args.inputs.input as tf.TensorInfo;
     const y = args.inputs.output as tf.TensorInfo;
     const dy = args.inputs.dy as tf.TensorInfo;
     const simd = simdKernels();
     if (simd === undefined || x.dtype !== 'float32') {
-      return builtin(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+      return builtin(args);
     }
     const info = tf.backend_util.computePool2DInfo(
       x.shape as [number, number, number, number],
@@ -54,9 +53,5 @@ export function wasmMaxPoolGradConfig(builtin: tf.KernelFunc): tf.KernelConfig {
     );
     return dx;
   };
-  return {
-    kernelName: tf.MaxPoolGrad,
-    backendName: 'wasm',
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-  };
+  return wasmKernelConfig(tf.MaxPoolGrad, kernelFunc);
 }

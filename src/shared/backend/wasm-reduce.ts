@@ -1,7 +1,12 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { simdKernels } from './simd-module.js';
-import { heapF32 } from './wasm-kernel-calls.js';
+import {
+  heapF32,
+  typedKernel,
+  type WasmKernelArgs,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 
 /**
  * Sum and Mean for wasm over leading axes (e.g. [N, H, W] of an NHWC tensor, per channel: every
@@ -16,22 +21,15 @@ export function wasmReduceConfigs(builtin: {
   sum: tf.KernelFunc;
   mean: tf.KernelFunc;
 }): tf.KernelConfig[] {
-  const make = (kernelName: string, mean: boolean, fallback: tf.KernelFunc): tf.KernelConfig => ({
-    kernelName,
-    backendName: 'wasm',
-    kernelFunc: ((args: {
-      inputs: tf.SumInputs;
-      backend: BackendWasm;
-      attrs: tf.SumAttrs;
-    }): tf.TensorInfo => {
+  const make = (kernelName: string, mean: boolean, builtinKernel: tf.KernelFunc) => {
+    const fallback = typedKernel<tf.SumInputs, tf.SumAttrs>(builtinKernel);
+    return wasmKernelConfig(kernelName, (args: WasmKernelArgs<tf.SumInputs, tf.SumAttrs>) => {
       const x = args.inputs.x as tf.TensorInfo;
       const lead = leadingAxesCount(x.shape, args.attrs.axis);
-      if (x.dtype !== 'float32' || lead === 0) {
-        return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
-      }
+      if (x.dtype !== 'float32' || lead === 0) return fallback(args);
       return reduceLeading(args.backend, x, lead, mean, args.attrs.keepDims === true);
-    }) as unknown as tf.KernelFunc,
-  });
+    });
+  };
   return [make(tf.Sum, false, builtin.sum), make(tf.Mean, true, builtin.mean)];
 }
 

@@ -1,5 +1,10 @@
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  heapAllU8,
+  typedKernel,
+  type WasmKernelArgs,
+  wasmKernelConfig,
+} from './wasm-kernel-calls.js';
 
 /**
  * Tile for wasm by block copies: each dimension's block is built once and then doubled in place
@@ -7,23 +12,20 @@ import * as tf from '@tensorflow/tfjs-core';
  * every output index separately: 30–60 ms to broadcast one [1,1,1,64] vector over a ResNet
  * activation, which gradients of means, sums and BatchNorm do all the time.
  */
-export function wasmTileConfig(builtin: tf.KernelFunc): tf.KernelConfig {
-  const kernelFunc = (args: {
-    inputs: tf.TileInputs;
-    backend: BackendWasm;
-    attrs: tf.TileAttrs;
-  }): tf.TensorInfo => {
+export function wasmTileConfig(builtinKernel: tf.KernelFunc): tf.KernelConfig {
+  const builtin = typedKernel<tf.TileInputs, tf.TileAttrs>(builtinKernel);
+  const kernelFunc = (args: WasmKernelArgs<tf.TileInputs, tf.TileAttrs>): tf.TensorInfo => {
     const { backend } = args;
     const x = args.inputs.x as tf.TensorInfo;
     const reps = args.attrs.reps;
     if (x.dtype === 'string' || reps.length !== x.shape.length) {
-      return builtin(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+      return builtin(args);
     }
     const outShape = x.shape.map((d, i) => d * reps[i]);
     const out = backend.makeOutput(outShape, x.dtype);
     if (tf.util.sizeFromShape(outShape) === 0) return out;
     const bytes = tf.util.bytesPerElement(x.dtype);
-    const heap = (backend.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8;
+    const heap = heapAllU8(backend);
     const offset = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
     const srcStrides = strides(x.shape, bytes);
     const dstStrides = strides(outShape, bytes);
@@ -44,11 +46,7 @@ export function wasmTileConfig(builtin: tf.KernelFunc): tf.KernelConfig {
     }
     return out;
   };
-  return {
-    kernelName: tf.Tile,
-    backendName: 'wasm',
-    kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-  };
+  return wasmKernelConfig(tf.Tile, kernelFunc);
 }
 
 /** Byte strides of a row-major shape; the last dimension's is the element size. */

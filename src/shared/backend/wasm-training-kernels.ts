@@ -6,6 +6,7 @@ import { loadSimdKernels } from './simd-module.js';
 import { wasmConv2DBackpropFilterConfig } from './wasm-conv2d-backprop-filter.js';
 import { wasmConv2DBackpropInputConfig } from './wasm-conv2d-backprop-input.js';
 import { wasmConv2DForwardConfigs } from './wasm-conv2d-forward.js';
+import { typedKernel, type WasmKernelArgs, wasmKernelConfig } from './wasm-kernel-calls.js';
 import { wasmBatchMatMulConfig } from './wasm-matmul.js';
 import { wasmMaxPoolGradConfig } from './wasm-max-pool-grad.js';
 import { wasmReduceConfigs } from './wasm-reduce.js';
@@ -59,19 +60,15 @@ export async function registerWasmTrainingKernels(): Promise<void> {
  * backend does) instead of a copy: tensors are immutable and the data is reference-counted.
  * Gradients call them on every activation (ReLU's, BatchNorm's, the tape's clones).
  */
-function shareDataConfig(kernelName: string, builtin: tf.KernelFunc): tf.KernelConfig {
-  const kernelFunc = (args: {
-    inputs: { x: tf.TensorInfo };
-    backend: BackendWasm;
-    attrs: { dtype?: tf.DataType };
-  }): tf.TensorInfo => {
+function shareDataConfig(kernelName: string, builtinKernel: tf.KernelFunc): tf.KernelConfig {
+  type Inputs = { x: tf.TensorInfo };
+  type Attrs = { dtype?: tf.DataType };
+  const builtin = typedKernel<Inputs, Attrs>(builtinKernel);
+  return wasmKernelConfig(kernelName, (args: WasmKernelArgs<Inputs, Attrs>) => {
     const { x } = args.inputs;
     const dtype = args.attrs?.dtype ?? x.dtype;
-    if (dtype !== x.dtype || x.dtype === 'string') {
-      return builtin(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
-    }
+    if (dtype !== x.dtype || x.dtype === 'string') return builtin(args);
     args.backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-  };
-  return { kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc };
+  });
 }

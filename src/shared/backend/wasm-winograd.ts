@@ -1,7 +1,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type * as tf from '@tensorflow/tfjs-core';
 import { type SimdKernels, simdKernels } from './simd-module.js';
-import { release, transpose } from './wasm-kernel-calls.js';
+import { emscriptenModule, release, transpose } from './wasm-kernel-calls.js';
 
 /**
  * 3×3 stride-1 convolutions and their filter gradient by Winograd's F(2×2, 3×3): 16 matrix
@@ -212,8 +212,7 @@ let rawMatMul: RawMatMul | undefined;
  * operator cached for `b`.
  */
 function gemm(backend: BackendWasm, a: Plane, b: Plane, out: Plane): void {
-  const module = backend.wasm as unknown as { cwrap: (...args: unknown[]) => unknown };
-  rawMatMul ??= module.cwrap('BatchMatMul', null, [
+  rawMatMul ??= emscriptenModule(backend).cwrap('BatchMatMul', null, [
     'number',
     'array',
     'number',

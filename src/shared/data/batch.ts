@@ -90,8 +90,11 @@ export function buildBatch(
   return { count, xs, labels };
 }
 
-/** Preprocessing as `value * scale[c] + shift[c]` per channel c, on raw 0–255 bytes. */
-function channelAffine(preprocessing: Preprocessing): { scale: number[]; shift: number[] } {
+/**
+ * Preprocessing as `value * scale[c] + shift[c]` per channel c (0 red, 1 green, 2 blue), on
+ * raw 0–255 bytes. The exported model's input contract (models/input-contract.ts) states it.
+ */
+export function channelAffine(preprocessing: Preprocessing): { scale: number[]; shift: number[] } {
   switch (preprocessing) {
     case 'scale':
       return { scale: [1 / 255, 1 / 255, 1 / 255], shift: [0, 0, 0] };

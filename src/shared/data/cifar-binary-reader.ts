@@ -44,6 +44,19 @@ export async function readCifarFolder(dir: string): Promise<CifarFolder> {
 }
 
 /**
+ * Reads only test_batch.bin of `dir` and the class names, for evaluation, which needs no
+ * training batches (a folder may hold the test batch alone). Undefined when the folder
+ * has no test_batch.bin; UserError when it is unusable (as readCifarFolder).
+ */
+export async function readCifarTestBatch(
+  dir: string,
+): Promise<{ classNames: readonly string[]; test: LabeledImages } | undefined> {
+  const testPath = join(dir, CIFAR10_TEST_FILE);
+  if (!(await exists(testPath))) return undefined;
+  return { classNames: await readClassNames(dir), test: await readCifarBatches([testPath]) };
+}
+
+/**
  * Checks without reading the records that `dir` holds the five training batches with
  * plausible sizes (and, if present, a plausible test batch). Throws UserError otherwise.
  */

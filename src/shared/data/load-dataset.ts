@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { log } from '../logging/logger.js';
 import { cifar10CacheDir } from './cache-dir.js';
-import { CIFAR10_TEST_FILE, readCifarFolder } from './cifar-binary-reader.js';
+import { CIFAR10_TEST_FILE, readCifarFolder, readCifarTestBatch } from './cifar-binary-reader.js';
 import { downloadCifar10, folderProblem } from './cifar10-download.js';
 import { type DatasetSplits, type LabeledImages, selectImages } from './labeled-images.js';
 import { keyedPermutation } from './permutation.js';
@@ -63,6 +63,22 @@ export async function loadDataset(opts: DatasetOptions): Promise<DatasetSplits> 
     ...holdoutSplit(folder.train, opts.valSize, opts.seed),
     valSource: 'holdout',
   };
+}
+
+/**
+ * The images `eval` measures a model on: the validation split of loadDataset(opts). For a
+ * CIFAR-10 folder with test_batch.bin that split is the test batch, read alone, so a folder
+ * holding only test_batch.bin (and optionally batches.meta.txt) is enough.
+ */
+export async function loadEvaluationSet(
+  opts: DatasetOptions,
+): Promise<{ classNames: readonly string[]; images: LabeledImages }> {
+  if (opts.dataset === 'cifar10' && opts.dataDir !== undefined) {
+    const testOnly = await readCifarTestBatch(resolve(opts.dataDir));
+    if (testOnly) return { classNames: testOnly.classNames, images: testOnly.test };
+  }
+  const splits = await loadDataset(opts);
+  return { classNames: splits.classNames, images: splits.val };
 }
 
 /** Splits off `valSize` images chosen by `seed`; both parts keep the original order. */

@@ -18,7 +18,13 @@ export function createLogger(bindings: Record<string, unknown> = {}): Logger {
           destination: 2,
           colorize: process.stderr.isTTY,
           sync: true,
-          ignore: 'pid,hostname',
+          // One line per event, its fields inline; a worker's lines start with its rank.
+          singleLine: true,
+          messageFormat: (record, key) =>
+            record.rank === undefined
+              ? String(record[key])
+              : `rank ${record.rank} | ${record[key]}`,
+          ignore: 'pid,hostname,rank',
         })
       : pino.destination({ dest: 2, sync: true });
   return pino({ level, base: bindings }, destination);
@@ -30,4 +36,9 @@ let root: Logger | undefined;
 export function log(): Logger {
   root ??= createLogger();
   return root;
+}
+
+/** Adds `bindings` to every later record of this process (a worker's rank, once it joined). */
+export function bindToLog(bindings: Record<string, unknown>): void {
+  root = log().child(bindings);
 }

@@ -5,6 +5,12 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { z } from 'zod';
 import { dataConfigSchema, PREPROCESSINGS, type TrainConfig } from '../config/train-config.js';
 import { UserError } from '../errors.js';
+import {
+  inputContract,
+  inputContractSchema,
+  outputContract,
+  outputContractSchema,
+} from '../models/input-contract.js';
 import { saveModel } from '../models/model-files.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { CHECKPOINT_FILE } from './checkpoint.js';
@@ -30,6 +36,9 @@ export const modelMetadataSchema = z.object({
   seed: z.number(),
   steps: z.number(),
   valAccuracy: z.number().nullable(),
+  /** What the model takes and gives, for loading it elsewhere (absent in older exports). */
+  input: inputContractSchema.optional(),
+  output: outputContractSchema.optional(),
 });
 export type ModelMetadata = z.infer<typeof modelMetadataSchema>;
 
@@ -78,17 +87,22 @@ export async function writeRunConfig(runDir: string, config: TrainConfig): Promi
 
 /**
  * Writes the model in the TF.js layers format to `<runDir>/model/` (loadable by
- * tf.loadLayersModel) and its metadata next to it (tfjs-ddp.json, written last). Returns the
- * model folder.
+ * tf.loadLayersModel) and its metadata next to it (tfjs-ddp.json, written last), with the
+ * input contract of the model (see models/input-contract.ts). Returns the model folder.
  */
 export async function exportModel(
   model: tfl.LayersModel,
   runDir: string,
-  metadata: Omit<ModelMetadata, 'format'>,
+  metadata: Omit<ModelMetadata, 'format' | 'input' | 'output'>,
 ): Promise<string> {
   const dir = join(runDir, MODEL_DIR);
   await saveModel(model, dir);
-  await writeJson(join(dir, MODEL_METADATA_FILE), { format: 'tfjs-ddp-model', ...metadata });
+  await writeJson(join(dir, MODEL_METADATA_FILE), {
+    format: 'tfjs-ddp-model',
+    ...metadata,
+    input: inputContract(metadata.preprocessing),
+    output: outputContract(metadata.classNames.length),
+  });
   return dir;
 }
 

@@ -1,4 +1,12 @@
-import { type Client, type ServiceError, status } from '@grpc/grpc-js';
+import {
+  type ChannelCredentials,
+  type ChannelOptions,
+  type Client,
+  type ClientDuplexStream,
+  credentials,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import {
   DeadlineExceededError,
   PeerAbortedError,
@@ -6,6 +14,74 @@ import {
   ProtocolError,
   type TransportError,
 } from './errors.js';
+import { channelOptions, DEFAULT_GRPC_SETTINGS, type GrpcSettings } from './grpc-settings.js';
+
+/** How to open a transport's long-lived stream: the server, the call, the handshake. */
+export interface HelloStreamSpec<C extends Client, Req, Res> {
+  /** The generated client class of the service. */
+  client: new (
+    address: string,
+    credentials: ChannelCredentials,
+    options: ChannelOptions,
+  ) => C;
+  /** host:port of the server. */
+  address: string;
+  /** Names the server in messages: "rank 2", "the coordinator". */
+  peer: string;
+  /** Deadline for connecting, and then for the server's answer. */
+  timeoutMs: number;
+  settings?: Partial<GrpcSettings>;
+  /** Default: insecure (plain TCP). */
+  credentials?: ChannelCredentials;
+  /** Opens the call on the client. */
+  open(client: C): ClientDuplexStream<Req, Res>;
+  /** This side's hello, the stream's first message. */
+  hello: Req;
+  /** Why the server's first message is not the hello expected (then the stream is given up), or undefined. */
+  refusal(answer: Res): string | undefined;
+}
+
+/** An open stream whose server accepted the handshake. */
+export interface HelloStream<C extends Client, Req, Res> {
+  client: C;
+  /** Paused after the server's hello, until the caller has attached its listeners. */
+  call: ClientDuplexStream<Req, Res>;
+  /** The first error of the call since it opened (see recordErrors). */
+  early: { error?: ServiceError };
+}
+
+/**
+ * The stream set-up shared by the ring and star transports: a client with the project's
+ * channel options, the channel awaited (waitForChannel), the call opened, this side's hello
+ * sent and the server's awaited (firstMessage) and checked. On any failure the call is
+ * cancelled and the client closed before the promise rejects: with DeadlineExceededError,
+ * the server's refusal, or a ProtocolError (FAILED_PRECONDITION) carrying `refusal`'s reason.
+ */
+export async function openHelloStream<C extends Client, Req, Res>(
+  spec: HelloStreamSpec<C, Req, Res>,
+): Promise<HelloStream<C, Req, Res>> {
+  const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
+  const client = new spec.client(
+    spec.address,
+    spec.credentials ?? credentials.createInsecure(),
+    channelOptions(settings),
+  );
+  let call: ClientDuplexStream<Req, Res> | undefined;
+  try {
+    await waitForChannel(client, spec.peer, spec.address, spec.timeoutMs);
+    call = spec.open(client);
+    const early = recordErrors(call);
+    call.write(spec.hello);
+    const answer = await firstMessage<Res>(call, `${spec.peer} at ${spec.address}`, spec.timeoutMs);
+    const refusal = spec.refusal(answer);
+    if (refusal !== undefined) throw new ProtocolError(refusal, status.FAILED_PRECONDITION);
+    return { client, call, early };
+  } catch (error) {
+    call?.cancel();
+    client.close();
+    throw error;
+  }
+}
 
 /** The readable half of a grpc-js client stream, as the helpers here use it. */
 export interface ClientReadable<T> {

@@ -1,10 +1,4 @@
-import {
-  type ChannelCredentials,
-  type ClientDuplexStream,
-  credentials,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { type ChannelCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import {
   type ExchangeRequest,
   type ExchangeResponse,
@@ -13,14 +7,9 @@ import {
 import { BackpressureWriter } from './backpressure-writer.js';
 import { ChunkInbox } from './chunk-inbox.js';
 import { chunkMessage } from './chunk-wire.js';
-import { firstMessage, recordErrors, statusError, waitForChannel } from './client-stream.js';
+import { type HelloStream, openHelloStream, statusError } from './client-stream.js';
 import { PeerAbortedError, PeerLostError, ProtocolError } from './errors.js';
-import {
-  channelOptions,
-  DEFAULT_GRPC_SETTINGS,
-  type GrpcSettings,
-  PROTOCOL_VERSION,
-} from './grpc-settings.js';
+import { type GrpcSettings, PROTOCOL_VERSION } from './grpc-settings.js';
 import type { PeerServerStream, PeerService } from './peer-service.js';
 import { refuseCall } from './refuse-call.js';
 import type { Chunk, ChunkExpectation, ChunkTransport, TransportStats } from './transport.js';
@@ -40,13 +29,8 @@ export interface RingLinkSpec {
   credentials?: ChannelCredentials;
 }
 
-type InboundCall = ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
-
-interface Dialled {
-  client: PeerServiceClient;
-  call: InboundCall;
-  early: { error?: ServiceError };
-}
+type Dialled = HelloStream<PeerServiceClient, ExchangeRequest, ExchangeResponse>;
+type InboundCall = Dialled['call'];
 
 /**
  * The ring's links over gRPC: chunks go to the next rank and come from the
@@ -263,22 +247,18 @@ export class GrpcRingTransport implements ChunkTransport {
   }
 }
 
-async function dial(spec: RingLinkSpec, prev: number): Promise<Dialled> {
+/** Opens the stream into rank `prev`'s PeerService, on whose response side this rank receives. */
+function dial(spec: RingLinkSpec, prev: number): Promise<Dialled> {
   const address = spec.peerAddresses[prev];
-  const peer = `rank ${prev}`;
-  const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
-  const client = new PeerServiceClient(
+  return openHelloStream<PeerServiceClient, ExchangeRequest, ExchangeResponse>({
+    client: PeerServiceClient,
     address,
-    spec.credentials ?? credentials.createInsecure(),
-    channelOptions(settings),
-  );
-  const calls: InboundCall[] = [];
-  try {
-    await waitForChannel(client, peer, address, spec.timeoutMs);
-    const call = client.exchange();
-    const early = recordErrors(call);
-    calls.push(call);
-    call.write({
+    peer: `rank ${prev}`,
+    timeoutMs: spec.timeoutMs,
+    settings: spec.settings,
+    credentials: spec.credentials,
+    open: (client) => client.exchange(),
+    hello: {
       kind: {
         $case: 'hello',
         value: {
@@ -289,24 +269,12 @@ async function dial(spec: RingLinkSpec, prev: number): Promise<Dialled> {
           peerRank: prev,
         },
       },
-    });
-    const answer = await firstMessage<ExchangeResponse>(
-      call,
-      `${peer} at ${address}`,
-      spec.timeoutMs,
-    );
-    const hello = answer.kind?.$case === 'hello' ? answer.kind.value : undefined;
-    if (!hello || hello.rank !== prev || hello.generation !== spec.generation) {
-      call.cancel();
-      throw new ProtocolError(
-        `${address} did not answer as rank ${prev} of generation ${spec.generation}`,
-        status.FAILED_PRECONDITION,
-      );
-    }
-    return { client, call, early };
-  } catch (error) {
-    for (const call of calls) call.cancel();
-    client.close();
-    throw error;
-  }
+    },
+    refusal: (answer: ExchangeResponse) => {
+      const hello = answer.kind?.$case === 'hello' ? answer.kind.value : undefined;
+      return hello?.rank === prev && hello.generation === spec.generation
+        ? undefined
+        : `${address} did not answer as rank ${prev} of generation ${spec.generation}`;
+    },
+  });
 }

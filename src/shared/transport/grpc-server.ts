@@ -6,6 +6,8 @@ import { log } from '../logging/logger.js';
 import { DEFAULT_GRPC_SETTINGS, type GrpcSettings, serverOptions } from './grpc-settings.js';
 import { protocolPackageDefinition } from './proto-package.js';
 
+const HEALTH_SERVICE = 'grpc.health.v1.Health';
+
 /** A service implementation that registers itself on a server the caller owns. */
 export interface ServiceRegistrar {
   /** Fully qualified gRPC service name, reported SERVING by the health service. */
@@ -40,7 +42,8 @@ export interface RunningGrpcServer {
 /**
  * Starts a gRPC server with `spec.services`, the standard health service
  * (grpc.health.v1: '' and every service SERVING, so Kubernetes gRPC probes and
- * grpc_health_probe work) and server reflection (so grpcurl can list and call it).
+ * grpc_health_probe work) and server reflection (so grpcurl can list and call it), both
+ * naming only the services this server serves, by their names in proto/.
  * Throws UserError when the address cannot be bound.
  */
 export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpcServer> {
@@ -53,8 +56,17 @@ export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpc
   }
   health.addToServer(server);
   const definition = protocolPackageDefinition();
-  if (definition) new ReflectionService(definition).addToServer(server);
-  else log().warn('proto/ not found next to the package: gRPC server reflection is off');
+  if (definition) {
+    // Reflection lists what this server serves, not every service of the protocol: a client
+    // that called a listed service it does not serve would get UNIMPLEMENTED.
+    const served = [...spec.services.map((s) => s.serviceName), HEALTH_SERVICE];
+    for (const name of served) {
+      if (!(name in definition)) throw new Error(`${name} is not a service of proto/`);
+    }
+    new ReflectionService(definition, { services: served }).addToServer(server);
+  } else {
+    log().warn('proto/ not found next to the package: gRPC server reflection is off');
+  }
 
   const host = spec.host ?? '0.0.0.0';
   const target = `${host.includes(':') ? `[${host}]` : host}:${spec.port ?? 0}`;
@@ -63,7 +75,7 @@ export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpc
       target,
       spec.credentials ?? ServerCredentials.createInsecure(),
       (err, bound) => {
-        if (err) reject(new UserError(`cannot listen for gRPC on ${target}: ${err.message}`));
+        if (err) reject(new UserError(`cannot listen for gRPC on ${target}: ${bindFailure(err)}`));
         else resolve(bound);
       },
     );
@@ -87,4 +99,13 @@ export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpc
       });
     },
   };
+}
+
+/**
+ * The cause in grpc-js's bind error ("No address added out of total 1 resolved errors: [listen
+ * EADDRINUSE: address already in use 127.0.0.1:7070]"), as "address already in use (EADDRINUSE)".
+ */
+function bindFailure(error: Error): string {
+  const cause = /listen (E[A-Z]+): ([^,\]]+?)(?: \S+:\d+)?(?:[,\]]|$)/.exec(error.message);
+  return cause ? `${cause[2]} (${cause[1]})` : error.message;
 }

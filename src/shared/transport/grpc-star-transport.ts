@@ -1,7 +1,6 @@
 import {
   type ChannelCredentials,
   type ClientDuplexStream,
-  credentials,
   makeGenericClientConstructor,
   type ServiceError,
   status,
@@ -15,14 +14,9 @@ import {
 import { BackpressureWriter } from './backpressure-writer.js';
 import { ChunkInbox } from './chunk-inbox.js';
 import { chunkMessage, chunkSerializer } from './chunk-wire.js';
-import { firstMessage, recordErrors, statusError, waitForChannel } from './client-stream.js';
+import { openHelloStream, statusError } from './client-stream.js';
 import { PeerAbortedError, PeerLostError, ProtocolError } from './errors.js';
-import {
-  channelOptions,
-  DEFAULT_GRPC_SETTINGS,
-  type GrpcSettings,
-  PROTOCOL_VERSION,
-} from './grpc-settings.js';
+import { type GrpcSettings, PROTOCOL_VERSION } from './grpc-settings.js';
 import type { Chunk, ChunkExpectation, ChunkTransport, TransportStats } from './transport.js';
 
 export interface StarLinkSpec {
@@ -76,20 +70,20 @@ export class GrpcStarTransport implements ChunkTransport {
    * generation it is not running).
    */
   static async connect(spec: StarLinkSpec): Promise<GrpcStarTransport> {
-    const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
-    const client = new ReductionClient(
-      spec.address,
-      spec.credentials ?? credentials.createInsecure(),
-      channelOptions(settings),
-    );
-    const peer = `the coordinator at ${spec.address}`;
-    const calls: ReduceCall[] = [];
-    try {
-      await waitForChannel(client, 'the coordinator', spec.address, spec.timeoutMs);
-      const call = client.reduce();
-      recordErrors(call);
-      calls.push(call);
-      call.write({
+    const peer = 'the coordinator';
+    const { client, call, early } = await openHelloStream<
+      ReductionServiceClient,
+      ReduceRequest,
+      ReduceResponse
+    >({
+      client: ReductionClient,
+      address: spec.address,
+      peer,
+      timeoutMs: spec.timeoutMs,
+      settings: spec.settings,
+      credentials: spec.credentials,
+      open: (c) => c.reduce(),
+      hello: {
         kind: {
           $case: 'hello',
           value: {
@@ -99,27 +93,20 @@ export class GrpcStarTransport implements ChunkTransport {
             rank: spec.rank,
           },
         },
-      });
-      const answer = await firstMessage<ReduceResponse>(call, peer, spec.timeoutMs);
-      if (answer.kind?.$case !== 'hello' || answer.kind.value.generation !== spec.generation) {
-        call.cancel();
-        throw new ProtocolError(
-          `${peer} did not accept generation ${spec.generation}`,
-          status.FAILED_PRECONDITION,
-        );
-      }
-      return new GrpcStarTransport(spec, client, call);
-    } catch (error) {
-      for (const call of calls) call.cancel();
-      client.close();
-      throw error;
-    }
+      },
+      refusal: (answer: ReduceResponse) =>
+        answer.kind?.$case === 'hello' && answer.kind.value.generation === spec.generation
+          ? undefined
+          : `${peer} at ${spec.address} did not accept generation ${spec.generation}`,
+    });
+    return new GrpcStarTransport(spec, client, call, early);
   }
 
   private constructor(
     private readonly spec: StarLinkSpec,
     private readonly client: ReductionServiceClient,
     private readonly call: ReduceCall,
+    early: { error?: ServiceError },
   ) {
     this.inbox = new ChunkInbox({
       rank: spec.rank,
@@ -130,10 +117,11 @@ export class GrpcStarTransport implements ChunkTransport {
     });
     this.writer = new BackpressureWriter(call, `rank ${spec.rank}`, this.sendsTo);
     call.on('data', (message: ReduceResponse) => this.onMessage(message));
-    call.on('error', (error: ServiceError) => {
+    const failed = (error: ServiceError) => {
       this.open = false;
       this.abort(statusError(error, `rank ${spec.rank}'s stream to the coordinator failed`));
-    });
+    };
+    call.on('error', failed);
     call.on('end', () => {
       this.open = false;
       const error = new PeerLostError('the coordinator closed the stream');
@@ -141,6 +129,7 @@ export class GrpcStarTransport implements ChunkTransport {
       this.writer.fail(error);
     });
     call.resume();
+    if (early.error) failed(early.error);
   }
 
   send(chunk: Chunk, timeoutMs: number): Promise<void> {

@@ -2,14 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { nowMs } from '../src/coordinator/observe/run-events.js';
-import { RunObservers } from '../src/coordinator/observe/run-observers.js';
-import type { StepMetrics } from '../src/gen/tfjs_ddp/v1/coordinator.js';
+import { nowMs } from '../coordinator/observe/run-events.js';
+import { RunObservers } from '../coordinator/observe/run-observers.js';
+import type { StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
 
 /**
  * What seeing a run costs the coordinator per step, measured directly (CPU time, so that a
  * loaded machine does not hide it in the noise of whole steps):
- * `node dist/bench/observe-overhead.js [steps] [ranks]`. Feeds RunObservers with the HTTP
+ * `node dist/src/bench/observe-overhead.js [steps] [ranks]`. Feeds RunObservers with the HTTP
  * server on (dashboard state, Prometheus registry) and the trace on, as the loop does per
  * step: one step event with `ranks` ranks' metrics and the plan and collect spans; then
  * times a scrape of /metrics plus one dashboard state (what a scrape and an open page cost,

@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendRequest, initBackend } from '../src/shared/backend/select-backend.js';
-import { defaultRecipeFor } from '../src/shared/config/recipes.js';
-import type { Batch } from '../src/shared/data/batch.js';
-import { buildModel, countParams, isModelName } from '../src/shared/models/zoo.js';
-import { TrainStep } from '../src/shared/training/train-step.js';
+import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import { defaultRecipeFor } from '../shared/config/recipes.js';
+import type { Batch } from '../shared/data/batch.js';
+import { buildModel, countParams, isModelName } from '../shared/models/zoo.js';
+import { TrainStep } from '../shared/training/train-step.js';
 
 /**
- * One model's compute benchmark, run in a process of its own (so that its peak RSS is its own):
- * `node dist/bench/measure-step.js <model> <backend> <batch> <warmup> <steps> [profile]`.
+ * One model's compute benchmark, run by `bench compute` in a process of its own (so that its
+ * peak RSS is its own), as the hidden command
+ * `tfjs-ddp bench compute-step <model> <backend> <batch> <warmup> <steps> [profile]`.
  * Times full training steps (forward, loss, gradients, flattening, optimiser apply) through the
  * same TrainStep a worker uses, on a synthetic batch, with the model's recipe optimiser. Prints
  * one JSON object (StepMeasurement) on stdout; with `profile`, also the heaviest kernels of one
@@ -43,7 +44,7 @@ export interface KernelCost {
   ms: number;
 }
 
-async function main(argv: string[]): Promise<void> {
+export async function runComputeStep(argv: string[]): Promise<void> {
   const [model, backendName, batchText, warmupText, stepsText, profile] = argv;
   if (!isModelName(model)) throw new Error(`unknown model ${model}`);
   const info = await initBackend(backendName as BackendRequest);
@@ -135,5 +136,3 @@ function syntheticBatch(count: number): Batch {
 function round(x: number): number {
   return Math.round(x * 10) / 10;
 }
-
-await main(process.argv.slice(2));
