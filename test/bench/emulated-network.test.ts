@@ -3,7 +3,7 @@
 // fail with its reason, they do not skip.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,6 +168,32 @@ describe('--link', () => {
     expect(json.results.map((row: { bytes: number }) => row.bytes)).toEqual([1 << 20, 4 << 20]);
     for (const row of json.results) expect(row.busbwMBps).toBeLessThan(12.5);
     expect(leftovers(stale)).toEqual([]);
+    expect(leftovers(`tfddp-${child.pid}-`)).toEqual([]);
+  });
+
+  it('bench scaling --link: coordinator and workers on their own hosts, nothing left', async () => {
+    const runs = await mkdtemp(join(out, 'runs-'));
+    const child = startCli([
+      ...['bench', 'scaling', '--model', 'lenet5', '--workers', '2', '--steps', '3'],
+      ...['--warmup-steps', '1', '--batch-size', '8', '--backend', 'wasm', '--rounds', '1'],
+      ...['--link', '100mbit', '--json', '--out', out, '--runs-dir', runs],
+    ]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((r) => child.on('close', r));
+    expect(errorLines(stderr)).toEqual([]);
+    expect(code).toBe(0);
+    const [, two] = JSON.parse(stdout).results;
+    expect(two.workers).toBe(2);
+    expect(two.allreduceMs).toBeGreaterThan(0);
+    const [folder] = await readdir(runs);
+    const logOf = (name: string) => readFileSync(join(runs, folder, name), 'utf8');
+    expect(logOf('n2.log')).toContain('coordinator listening on 10.213.0.1:7070');
+    for (const rank of [0, 1]) {
+      expect(logOf(`n2.worker-${rank}.log`)).toContain(`peers reach it at 10.213.0.${rank + 2}:`);
+    }
     expect(leftovers(`tfddp-${child.pid}-`)).toEqual([]);
   });
 
