@@ -112,7 +112,7 @@ function cols(values: string[]): string {
 }
 
 function mbps(v: number): string {
-  return `${v.toFixed(0)} MB/s`;
+  return `${v.toFixed(v < 100 ? 1 : 0)} MB/s`;
 }
 
 function round(v: number, digits: number): number {
