@@ -5,6 +5,7 @@ import { GRADIENT_PROCESS_NODE_FLAGS } from '../shared/transport/grpc-settings.j
 import { runAllreduceBench } from './allreduce-bench.js';
 import { allreduceJson, allreduceMarkdown, formatNcclTable } from './allreduce-report.js';
 import { parseByteSizes } from './byte-sizes.js';
+import { requireRootAndIproute2 } from './emulated-network.js';
 import { type LinkRate, parseLinkRate } from './link-rate.js';
 import { writeResultFiles } from './result-files.js';
 
@@ -72,6 +73,8 @@ export function addAllreduceCommand(bench: Command): void {
       const iters = flags.iters === undefined ? undefined : integer(flags.iters, '--iters', 1);
       const [chunkBytes] = parseByteSizes(flags.chunkSize, '--chunk-size');
       const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
+      // Before anything starts: a run that cannot build its network measures nothing.
+      if (link) requireRootAndIproute2();
       const report = await runAllreduceBench({
         workers,
         sizes: parseByteSizes(flags.sizes, '--sizes'),

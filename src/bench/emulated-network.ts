@@ -105,7 +105,8 @@ export function listNamespaces(): string[] {
     .filter(Boolean);
 }
 
-function requireRootAndIproute2(): void {
+/** Throws UserError unless this process can build an EmulatedNetwork (root, `ip`, `tc`). */
+export function requireRootAndIproute2(): void {
   if (process.getuid?.() !== 0) {
     throw new UserError(
       '--link needs root: network namespaces and tc shaping need CAP_NET_ADMIN (run as root, as on the build machines)',

@@ -6,6 +6,7 @@ import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { parsePositiveIntegers } from './byte-sizes.js';
 import { renderChart } from './chart.js';
+import { requireRootAndIproute2 } from './emulated-network.js';
 import { parseLinkRate } from './link-rate.js';
 import { writeResultFiles } from './result-files.js';
 import { runScalingBench } from './scaling-bench.js';
@@ -93,6 +94,8 @@ export function addScalingCommand(bench: Command): void {
         );
       }
       const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
+      // Before anything starts: a run that cannot build its network measures nothing.
+      if (link) requireRootAndIproute2();
       const dataDir = flags.data === undefined ? undefined : resolve(flags.data);
       const trainArgs = ['--backend', flags.backend, '--dataset', flags.dataset];
       if (dataDir) trainArgs.push('--data', dataDir);

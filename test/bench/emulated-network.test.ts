@@ -101,26 +101,25 @@ describe('--link', () => {
     ]);
   });
 
-  it('without root: one clear error line', async () => {
-    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(
-        'setpriv',
-        ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, MAIN].concat([
-          'bench',
-          'allreduce',
-          '--link',
-          '50mbit',
-          '--out',
-          out,
-        ]),
-        { env: { ...process.env, LOG_FORMAT: 'json' } },
-      );
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('close', (code) => resolve({ code, stderr }));
-    });
-    expect(errorLines(r.stderr)).toEqual([expect.stringMatching(/^--link needs root/)]);
-    expect(r.code).toBe(2);
+  it('without root: one clear error line, for both benchmarks', async () => {
+    const asNobody = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const user = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+        const child = spawn('setpriv', [...user, process.execPath, MAIN, ...args], {
+          env: { ...process.env, LOG_FORMAT: 'json' },
+        });
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (code) => resolve({ code, stderr }));
+      });
+    for (const args of [
+      ['bench', 'allreduce', '--link', '50mbit', '--out', out],
+      ['bench', 'scaling', '--model', 'lenet5', '--link', '50mbit', '--out', out],
+    ]) {
+      const r = await asNobody(args);
+      expect(errorLines(r.stderr)).toEqual([expect.stringMatching(/^--link needs root/)]);
+      expect(r.code).toBe(2);
+    }
   });
 
   it('a 50mbit link carries 50 Mbit/s (±15%) of raw TCP; nothing is left after', async () => {
