@@ -15,7 +15,9 @@ const WRITE_BYTES = 4 * 1024 * 1024;
 type PeerMessage =
   | { type: 'listening'; port: number }
   | { type: 'connected' }
-  | { type: 'received' }
+  /** When this peer began to send a round / had received all of it (clock: wallClockMs). */
+  | { type: 'started'; atMs: number }
+  | { type: 'received'; atMs: number }
   | { type: 'failed'; message: string };
 type PeerCommand =
   | { type: 'connect'; address: string; port: number }
@@ -26,9 +28,10 @@ type PeerCommand =
  * Measures raw TCP between two child processes (`bench tcp-peer`) on `hosts` (loopback
  * by default; two hosts of an EmulatedNetwork to measure its links): `rounds` rounds
  * in which one sends `bytes` to the other in large writes that wait for 'drain'
- * (backpressure), timed from the order to send until the receiver has everything;
- * then as many rounds with both sending `bytes` at once. The children are gone when
- * this returns.
+ * (backpressure), timed from the sender's first write until the receiver has everything;
+ * then as many rounds with both sending `bytes` at once. The peers take the times
+ * themselves, so that the delivery of the orders and acks, which waits for a core on a
+ * busy machine, does not count. The children are gone when this returns.
  */
 export async function measureTcpRounds(
   bytes: number,
@@ -58,7 +61,6 @@ export async function measureTcpRounds(
     const received = [0, 0];
     const round = async (duplex: boolean) => {
       const senders = duplex ? [0, 1] : [1];
-      const start = performance.now();
       for (const [i, peer] of peers.entries()) {
         const receives = senders.includes(1 - i);
         if (receives) received[i] += bytes;
@@ -68,9 +70,15 @@ export async function measureTcpRounds(
           sendBytes: senders.includes(i) ? bytes : 0,
         });
       }
-      const receivers = senders.map((s) => peers[1 - s]);
-      await Promise.all(receivers.map((p) => expect(p, 'received', 'the end of a round')));
-      return bytes / ((performance.now() - start) / 1000) / 1e6;
+      // A peer says 'started' before 'received' (runTcpPeer sends first).
+      const starts = await Promise.all(
+        senders.map((s) => expect(peers[s], 'started', 'the start of a round')),
+      );
+      const ends = await Promise.all(
+        senders.map((s) => expect(peers[1 - s], 'received', 'the end of a round')),
+      );
+      const ms = Math.max(...ends.map(atMs)) - Math.min(...starts.map(atMs));
+      return bytes / (ms / 1000) / 1e6;
     };
     const stream: number[] = [];
     const duplex: number[] = [];
@@ -98,7 +106,7 @@ export async function runTcpPeer(): Promise<void> {
     received += n;
     if (received >= target) {
       target = Number.POSITIVE_INFINITY;
-      tell({ type: 'received' });
+      tell({ type: 'received', atMs: wallClockMs() });
     }
   };
   const use = (s: Socket) => {
@@ -114,14 +122,15 @@ export async function runTcpPeer(): Promise<void> {
       use(s);
       return;
     }
+    if (m.sendBytes > 0) {
+      if (!socket) return tell({ type: 'failed', message: 'asked to send before a connection' });
+      tell({ type: 'started', atMs: wallClockMs() });
+      pump(socket, m.sendBytes).catch((e: Error) => tell({ type: 'failed', message: e.message }));
+    }
     // Bytes may arrive before the order that expects them.
     if (m.untilBytes > 0) {
       target = m.untilBytes;
       arrived(0);
-    }
-    if (m.sendBytes > 0) {
-      if (!socket) return tell({ type: 'failed', message: 'asked to send before a connection' });
-      pump(socket, m.sendBytes).catch((e: Error) => tell({ type: 'failed', message: e.message }));
     }
   });
   await new Promise<void>((resolve) => server.listen(0, benchAddress(), resolve));
@@ -136,6 +145,15 @@ async function pump(socket: Socket, bytes: number): Promise<void> {
     const part = left >= block.length ? block : block.subarray(0, left);
     if (!socket.write(part)) await new Promise((resolve) => socket.once('drain', resolve));
   }
+}
+
+/** Milliseconds on a clock that all processes of this machine share (sub-millisecond). */
+function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function atMs(m: PeerMessage): number {
+  return (m as { atMs: number }).atMs;
 }
 
 function describe(m: PeerMessage): string {
