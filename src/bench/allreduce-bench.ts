@@ -1,11 +1,13 @@
 import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
-import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
-import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
 import { type BandwidthRow, bandwidthRow, median } from './bandwidth.js';
 import { BenchChild } from './bench-child.js';
+import { type BenchHost, LOOPBACK } from './bench-host.js';
 import type { ParentMessage, RankMessage, RankPlan } from './bench-messages.js';
+import { EmulatedNetwork } from './emulated-network.js';
 import { type GrpcRounds, measureGrpcRounds } from './grpc-reference.js';
+import { type LinkRate, linkMBps } from './link-rate.js';
+import type { ReductionPointCommand, ReductionPointMessage } from './reduction-point.js';
 import { measureTcpRounds, type TcpRounds } from './tcp-reference.js';
 
 export interface AllreduceBenchOptions {
@@ -24,6 +26,16 @@ export interface AllreduceBenchOptions {
   tcpRounds: number;
   /** Flags for `node` in every process this starts (GRADIENT_PROCESS_NODE_FLAGS as training uses them). */
   nodeFlags: readonly string[];
+  /** Every process on its own host of an EmulatedNetwork with links of this rate (default: loopback). */
+  link?: LinkRate;
+}
+
+/** The emulated links a report was measured on. */
+export interface LinkReport {
+  rate: string;
+  bitsPerSec: number;
+  /** What the link carries at most, in MB/s: the ceiling of the TCP reference. */
+  MBps: number;
 }
 
 export interface AllreduceReport {
@@ -32,6 +44,8 @@ export interface AllreduceReport {
   compression: Compression;
   chunkBytes: number;
   nodeFlags: readonly string[];
+  /** Absent on loopback. */
+  link?: LinkReport;
   /** Median of the raw TCP stream rounds, measured before and after the all-reduces. */
   tcpReferenceMBps: number;
   /** The same with both directions at once (per direction): a 2-rank ring's traffic. */
@@ -53,19 +67,35 @@ export interface AllreduceReport {
 
 /**
  * `bench allreduce`: raw TCP and bare grpc-js rounds, then `workers` rank processes (the CLI's
- * hidden `bench allreduce-rank`) that all-reduce every size over real gRPC on
- * 127.0.0.1 and verify every result, then the reference rounds again. In star mode this
- * process is the reduction point, as the coordinator is in training. Any rank's
- * failure (a wrong result included) kills the others and rejects.
+ * hidden `bench allreduce-rank`) that all-reduce every size over real gRPC and verify every
+ * result, then the reference rounds again. In star mode a further process (`bench
+ * reduction-point`) is the reduction point, as the coordinator is in training. Every
+ * process runs on 127.0.0.1, or with `link` on its own host of an EmulatedNetwork (ranks
+ * on hosts 0..N-1, the reduction point on host N, the reference peers on hosts 0 and 1),
+ * removed when this returns. Any rank's failure (a wrong result included) kills the
+ * others and rejects.
  */
 export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<AllreduceReport> {
-  const before = await measureTcpRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags);
-  const grpcBefore = await measureGrpcRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags);
+  const hostCount = opts.workers + (opts.algo === 'star' ? 1 : 0);
+  const network = opts.link && new EmulatedNetwork(hostCount, opts.link);
+  try {
+    return await measure(opts, network?.hosts ?? Array(hostCount).fill(LOOPBACK));
+  } finally {
+    network?.destroy();
+  }
+}
+
+async function measure(opts: AllreduceBenchOptions, hosts: BenchHost[]): Promise<AllreduceReport> {
+  const pair: [BenchHost, BenchHost] = [hosts[0], hosts[1]];
+  const tcp = () => measureTcpRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags, pair);
+  const grpc = () => measureGrpcRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags, pair);
+  const before = await tcp();
+  const grpcBefore = await grpc();
   const iters = opts.sizes.map((b) => opts.iters ?? (b <= 1 << 20 ? 20 : b <= 16 << 20 ? 10 : 5));
   const warmup = opts.sizes.map((b) => (b <= 1 << 20 ? 5 : b <= 16 << 20 ? 2 : 1));
-  const { timesMs, cpuMs } = await runRanks(opts, iters, warmup);
-  const after = await measureTcpRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags);
-  const grpcAfter = await measureGrpcRounds(opts.tcpBytes, opts.tcpRounds, opts.nodeFlags);
+  const { timesMs, cpuMs } = await runRanks(opts, hosts, iters, warmup);
+  const after = await tcp();
+  const grpcAfter = await grpc();
   const grpcRounds = {
     streamMBps: [...grpcBefore.streamMBps, ...grpcAfter.streamMBps],
     duplexMBps: [...grpcBefore.duplexMBps, ...grpcAfter.duplexMBps],
@@ -81,6 +111,11 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
     compression: opts.compression,
     chunkBytes: opts.chunkBytes,
     nodeFlags: opts.nodeFlags,
+    link: opts.link && {
+      rate: opts.link.text,
+      bitsPerSec: opts.link.bitsPerSec,
+      MBps: linkMBps(opts.link),
+    },
     tcpReferenceMBps,
     tcpDuplexMBps: median(tcpRounds.duplexMBps),
     tcpRounds,
@@ -105,10 +140,11 @@ export async function runAllreduceBench(opts: AllreduceBenchOptions): Promise<Al
 /** timesMs[rank][size][iteration] and the same for CPU time, from the rank processes. */
 async function runRanks(
   opts: AllreduceBenchOptions,
+  hosts: BenchHost[],
   iters: number[],
   warmup: number[],
 ): Promise<{ timesMs: number[][][]; cpuMs: number[][][] }> {
-  let reduction: RunningGrpcServer | undefined;
+  let reduction: BenchChild<ReductionPointMessage, ReductionPointCommand> | undefined;
   const ranks = Array.from(
     { length: opts.workers },
     (_, r) =>
@@ -116,6 +152,7 @@ async function runRanks(
         `rank ${r}`,
         ['bench', 'allreduce-rank'],
         opts.nodeFlags,
+        hosts[r],
       ),
   );
   const next = async (rank: number, timeoutMs: number, what: string) => {
@@ -133,10 +170,17 @@ async function runRanks(
     );
     let reductionAddress: string | undefined;
     if (opts.algo === 'star') {
-      const service = new StarReductionService({ timeoutMs: opts.timeoutMs / 2 });
-      reduction = await startGrpcServer({ host: '127.0.0.1', services: [service] });
-      service.startGeneration(1, opts.workers);
-      reductionAddress = `127.0.0.1:${reduction.port}`;
+      const host = hosts[opts.workers];
+      reduction = new BenchChild(
+        'the reduction point',
+        ['bench', 'reduction-point'],
+        opts.nodeFlags,
+        host,
+      );
+      reduction.send({ type: 'serve', worldSize: opts.workers, timeoutMs: opts.timeoutMs });
+      const m = await reduction.next(60_000, 'its gRPC port');
+      if (m.type !== 'listening') throw new Error(`the reduction point: ${m.message}`);
+      reductionAddress = `${host.address}:${m.port}`;
     }
     const plan: Omit<RankPlan, 'rank'> = {
       worldSize: opts.workers,
@@ -144,7 +188,7 @@ async function runRanks(
       compression: opts.compression,
       chunkBytes: opts.chunkBytes,
       timeoutMs: opts.timeoutMs,
-      peerAddresses: ports.map((p) => `127.0.0.1:${p}`),
+      peerAddresses: ports.map((p, r) => `${hosts[r].address}:${p}`),
       reductionAddress,
       sizes: opts.sizes,
       iters,
@@ -170,7 +214,7 @@ async function runRanks(
     await Promise.all(ranks.map((child) => child.exited));
     return { timesMs: times, cpuMs: cpu };
   } finally {
-    for (const child of ranks) child.kill();
-    await reduction?.shutdown(100);
+    for (const child of [...ranks, reduction]) child?.kill();
+    await Promise.all([...ranks, reduction].map((child) => child?.exited));
   }
 }

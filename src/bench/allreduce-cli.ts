@@ -5,6 +5,8 @@ import { GRADIENT_PROCESS_NODE_FLAGS } from '../shared/transport/grpc-settings.j
 import { runAllreduceBench } from './allreduce-bench.js';
 import { allreduceJson, allreduceMarkdown, formatNcclTable } from './allreduce-report.js';
 import { parseByteSizes } from './byte-sizes.js';
+import { requireRootAndIproute2 } from './emulated-network.js';
+import { type LinkRate, parseLinkRate } from './link-rate.js';
 import { writeResultFiles } from './result-files.js';
 
 interface AllreduceFlags {
@@ -15,7 +17,8 @@ interface AllreduceFlags {
   iters?: string;
   chunkSize: string;
   timeout: string;
-  tcpSize: string;
+  tcpSize?: string;
+  link?: string;
   nodeFlags: string;
   json?: boolean;
   out: string;
@@ -46,18 +49,32 @@ export function addAllreduceCommand(bench: Command): void {
     .option('--iters <k>', 'timed iterations per size (default: 20 up to 1M, 10 up to 16M, then 5)')
     .option('--chunk-size <bytes>', 'largest chunk payload on the wire', '1M')
     .option('--timeout <s>', 'deadline of every wait inside the all-reduce, in seconds', '60')
-    .option('--tcp-size <bytes>', 'bytes per raw TCP round (3 rounds before, 3 after)', '256M')
+    .option(
+      '--tcp-size <bytes>',
+      'bytes per raw TCP round (3 rounds before, 3 after; default 256M, with --link 2 s of the link)',
+    )
+    .option(
+      '--link <rate>',
+      'every process in its own network namespace, on links shaped to RATE each way ' +
+        '(e.g. 50mbit, 1gbit; needs root and iproute2)',
+    )
     .option(
       '--node-flags <flags>',
       'flags for node in the rank processes ("none": none; default: those training should use)',
       GRADIENT_PROCESS_NODE_FLAGS.join(' '),
     )
-    .option('--json', 'print only {workers, algo, tcpReferenceMBps, results} as one JSON object')
+    .option(
+      '--json',
+      'print only {workers, algo, tcpReferenceMBps, results} (and link, with --link) as one JSON object',
+    )
     .option('--out <dir>', 'folder for the JSON and Markdown results', 'bench/results')
     .action(async (flags: AllreduceFlags) => {
       const workers = integer(flags.workers, '--workers', 2);
       const iters = flags.iters === undefined ? undefined : integer(flags.iters, '--iters', 1);
       const [chunkBytes] = parseByteSizes(flags.chunkSize, '--chunk-size');
+      const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
+      // Before anything starts: a run that cannot build its network measures nothing.
+      if (link) requireRootAndIproute2();
       const report = await runAllreduceBench({
         workers,
         sizes: parseByteSizes(flags.sizes, '--sizes'),
@@ -66,12 +83,16 @@ export function addAllreduceCommand(bench: Command): void {
         iters,
         chunkBytes,
         timeoutMs: integer(flags.timeout, '--timeout', 1) * 1000,
-        tcpBytes: parseByteSizes(flags.tcpSize, '--tcp-size')[0],
+        tcpBytes:
+          flags.tcpSize === undefined
+            ? defaultTcpBytes(link)
+            : parseByteSizes(flags.tcpSize, '--tcp-size')[0],
         tcpRounds: 3,
         nodeFlags: flags.nodeFlags === 'none' ? [] : flags.nodeFlags.split(/\s+/).filter(Boolean),
+        link,
       });
       const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
-      const name = `allreduce-${flags.algo}-${flags.compression}-n${workers}`;
+      const name = `allreduce-${flags.algo}-${flags.compression}-n${workers}${link ? `-${link.text}` : ''}`;
       const paths = await writeResultFiles(flags.out, {
         [`${name}.json`]: `${JSON.stringify({ command, date: new Date().toISOString(), ...report }, null, 2)}\n`,
         [`${name}.md`]: allreduceMarkdown(report, command),
@@ -81,6 +102,13 @@ export function addAllreduceCommand(bench: Command): void {
         flags.json ? `${JSON.stringify(allreduceJson(report))}\n` : formatNcclTable(report),
       );
     });
+}
+
+/** 256 MiB on loopback; on an emulated link what it carries in 2 s, in whole MiB. */
+function defaultTcpBytes(link: LinkRate | undefined): number {
+  if (!link) return 256 << 20;
+  const mib = Math.round((2 * link.bitsPerSec) / 8 / (1 << 20));
+  return Math.min(256, Math.max(1, mib)) << 20;
 }
 
 function integer(text: string, flag: string, min: number): number {

@@ -2,12 +2,13 @@ import type { Collective } from '../shared/collectives/collective.js';
 import { createCollective } from '../shared/collectives/create-collective.js';
 import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PeerService } from '../shared/transport/peer-service.js';
+import { benchAddress } from './bench-host.js';
 import type { ParentMessage, RankMessage, RankPlan } from './bench-messages.js';
 import { checkReduction, fillPattern } from './reduce-pattern.js';
 
 /**
- * One rank of `bench allreduce`, in a process the parent forked (the hidden
- * `bench allreduce-rank` command): starts its gRPC server, waits for the plan on
+ * One rank of `bench allreduce`, in a process the parent started (the hidden
+ * `bench allreduce-rank` command): starts its gRPC server on its host's address, waits for the plan on
  * the IPC channel, joins the collective, and for every size runs the warm-up and
  * timed all-reduces. Before each one every rank fills its buffer with its own
  * pattern and meets the others at a barrier, so that a time measures the
@@ -26,7 +27,7 @@ export async function runAllreduceRank(): Promise<void> {
     process.once('message', (m: ParentMessage) => resolve(m.plan)),
   );
   const peerService = new PeerService();
-  const server = await startGrpcServer({ host: '127.0.0.1', services: [peerService] });
+  const server = await startGrpcServer({ host: benchAddress(), services: [peerService] });
   let collective: Collective | undefined;
   try {
     await send({ type: 'listening', port: server.port });

@@ -1,12 +1,13 @@
 import type { AllreduceReport } from './allreduce-bench.js';
 import { formatBytes } from './byte-sizes.js';
 
-/** The object `bench allreduce --json` prints: exactly these fields. */
+/** The object `bench allreduce --json` prints: exactly these fields (link only with --link). */
 export function allreduceJson(report: AllreduceReport) {
   return {
     workers: report.workers,
     algo: report.algo,
     tcpReferenceMBps: round(report.tcpReferenceMBps, 1),
+    ...(report.link && { link: report.link }),
     results: report.results.map((r) => ({
       bytes: r.bytes,
       ms: round(r.ms, 4),
@@ -22,13 +23,19 @@ function title(report: AllreduceReport): string {
   return (
     `all-reduce (sum, float32), ${report.workers} workers, ${report.algo}, ` +
     `compression ${report.compression}, chunks of ${formatBytes(report.chunkBytes)}B, ` +
-    `gRPC on 127.0.0.1, ${flags}`
+    `gRPC ${where(report)}, ${flags}`
   );
+}
+
+function where(report: AllreduceReport): string {
+  if (!report.link) return 'on 127.0.0.1';
+  const { rate, MBps } = report.link;
+  return `over emulated ${rate} links (${MBps.toFixed(MBps < 10 ? 2 : 1)} MB/s each way; a network namespace per process, tc tbf)`;
 }
 
 function tcpLine(report: AllreduceReport): string {
   return (
-    `raw TCP reference (one stream between two processes, median of ${report.tcpRounds.streamMBps.length} rounds): ` +
+    `raw TCP reference (one stream between two processes${report.link ? ' over the same links' : ''}, median of ${report.tcpRounds.streamMBps.length} rounds): ` +
     `${mbps(report.tcpReferenceMBps)}; both directions at once: ${mbps(report.tcpDuplexMBps)} each way`
   );
 }
@@ -42,9 +49,11 @@ function grpcLine(report: AllreduceReport): string {
 
 /**
  * The nccl-tests layout (in-place columns only: the all-reduce works in place),
- * time in µs and bandwidths in GB/s, plus busbw as a fraction of raw TCP.
+ * time in µs and bandwidths in GB/s (MB/s on emulated links, which are slower), plus busbw
+ * as a fraction of raw TCP.
  */
 export function formatNcclTable(report: AllreduceReport): string {
+  const [unit, perMB] = report.link ? ['(MB/s)', 1] : ['(GB/s)', 1000];
   const head = [
     `# ${title(report)}`,
     `# ${tcpLine(report)}`,
@@ -52,7 +61,7 @@ export function formatNcclTable(report: AllreduceReport): string {
     '# every result verified element by element; time: median over iterations of the slowest rank',
     '#',
     `# ${cols(['size', 'count', 'type', 'redop', 'iters', 'time', 'algbw', 'busbw', '#wrong', 'busbw/TCP', 'cpu/rank'])}`,
-    `# ${cols(['(B)', '(elements)', '', '', '', '(us)', '(GB/s)', '(GB/s)', '', '', '(ms)'])}`,
+    `# ${cols(['(B)', '(elements)', '', '', '', '(us)', unit, unit, '', '', '(ms)'])}`,
   ];
   const rows = report.results.map(
     (r) =>
@@ -63,8 +72,8 @@ export function formatNcclTable(report: AllreduceReport): string {
         'sum',
         String(r.iterations),
         (r.ms * 1000).toFixed(1),
-        (r.algbwMBps / 1000).toFixed(3),
-        (r.busbwMBps / 1000).toFixed(3),
+        (r.algbwMBps / perMB).toFixed(3),
+        (r.busbwMBps / perMB).toFixed(3),
         '0',
         `${(r.fractionOfTcp * 100).toFixed(1)}%`,
         r.cpuMs.toFixed(1),
@@ -103,7 +112,7 @@ function cols(values: string[]): string {
 }
 
 function mbps(v: number): string {
-  return `${v.toFixed(0)} MB/s`;
+  return `${v.toFixed(v < 100 ? 1 : 0)} MB/s`;
 }
 
 function round(v: number, digits: number): number {

@@ -1,6 +1,8 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { BENCH_HOST_ENV, type BenchHost, LOOPBACK } from './bench-host.js';
+import { onBenchExit } from './exit-hooks.js';
 
 /** The CLI entry this build runs from (dist/src/cli/main.js next to this module). */
 export function cliEntry(): string {
@@ -9,38 +11,32 @@ export function cliEntry(): string {
   return entry;
 }
 
-const live = new Set<ChildProcess>();
-let watching = false;
-
 /**
  * Kills `child` if this process exits or is stopped by SIGINT/SIGTERM before it,
  * so that a benchmark leaves no orphans (a stopped benchmark measures nothing).
  */
 export function killWithParent(child: ChildProcess): void {
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  if (watching) return;
-  watching = true;
-  const killAll = () => {
-    for (const c of live) c.kill('SIGKILL');
-  };
-  process.once('exit', killAll);
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const) {
-    process.once(signal, () => {
-      killAll();
-      process.exit(code);
-    });
-  }
+  const forget = onBenchExit(() => child.kill('SIGKILL'));
+  child.once('exit', forget);
+}
+
+/**
+ * The command line that runs node with `nodeArgs` on `host`: in its network namespace
+ * through `ip netns exec` (which execs node in place: the same pid, signals and IPC channel).
+ */
+export function commandOn(host: BenchHost, nodeArgs: string[]): [string, string[]] {
+  return host.netns === undefined
+    ? [process.execPath, nodeArgs]
+    : ['ip', ['netns', 'exec', host.netns, process.execPath, ...nodeArgs]];
 }
 
 /**
  * A helper process of a benchmark: the CLI itself (`tfjs-ddp <args>`), a real
  * process with an IPC channel for small control messages. Its stdout goes to this
- * process's stderr, so that `--json` output stays alone on stdout. It is killed
- * when this process exits or is stopped (killWithParent).
+ * process's stderr, so that `--json` output stays alone on stdout. It runs on `host`
+ * (a namespace of an EmulatedNetwork, or this machine's loopback) and learns its address
+ * there from BENCH_HOST_ENV. It is killed when this process exits or is stopped
+ * (killWithParent).
  */
 export class BenchChild<Out extends { type: string }, In = unknown> {
   private readonly child: ChildProcess;
@@ -54,10 +50,17 @@ export class BenchChild<Out extends { type: string }, In = unknown> {
     readonly label: string,
     args: string[],
     nodeFlags: readonly string[] = [],
+    readonly host: BenchHost = LOOPBACK,
   ) {
-    const child = fork(cliEntry(), args, {
+    const [command, argv] = commandOn(host, [
+      ...process.execArgv,
+      ...nodeFlags,
+      cliEntry(),
+      ...args,
+    ]);
+    const child = spawn(command, argv, {
       stdio: ['ignore', 2, 'inherit', 'ipc'],
-      execArgv: [...process.execArgv, ...nodeFlags],
+      env: { ...process.env, [BENCH_HOST_ENV]: host.address },
     });
     killWithParent(child);
     this.child = child;

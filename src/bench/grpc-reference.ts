@@ -7,6 +7,7 @@ import {
 } from '@grpc/grpc-js';
 import { channelOptions, serverOptions } from '../shared/transport/grpc-settings.js';
 import { BenchChild } from './bench-child.js';
+import { type BenchHost, benchAddress, LOOPBACK } from './bench-host.js';
 
 /** grpc-js alone between two processes, each round's rate in MB/s (10^6 bytes/s). */
 export interface GrpcRounds {
@@ -36,26 +37,28 @@ type PeerMessage =
   | { type: 'listening'; port: number }
   | { type: 'pulled' }
   | { type: 'failed'; message: string };
-type PeerCommand = { type: 'pull'; port: number; bytes: number };
+type PeerCommand = { type: 'pull'; address: string; port: number; bytes: number };
 
 /**
  * The ceiling of any all-reduce over grpc-js here: the same channel and server
  * options as the transport, messages that need no encoding (identity serializers,
  * one reused 1 MiB buffer) and no work on arrival, between two child processes
- * (`bench grpc-peer`, started like the ranks): `rounds` rounds of `bytes` one way,
- * then as many with each pulling from the other at once.
+ * (`bench grpc-peer`, started like the ranks, on `hosts`): `rounds` rounds of `bytes` one
+ * way, then as many with each pulling from the other at once.
  */
 export async function measureGrpcRounds(
   bytes: number,
   rounds: number,
   nodeFlags: readonly string[] = [],
+  hosts: readonly [BenchHost, BenchHost] = [LOOPBACK, LOOPBACK],
 ): Promise<GrpcRounds> {
-  const peers = ['a', 'b'].map(
-    (name) =>
+  const peers = hosts.map(
+    (host, i) =>
       new BenchChild<PeerMessage, PeerCommand>(
-        `gRPC peer ${name}`,
+        `gRPC peer ${i}`,
         ['bench', 'grpc-peer'],
         nodeFlags,
+        host,
       ),
   );
   try {
@@ -69,7 +72,8 @@ export async function measureGrpcRounds(
     const round = async (duplex: boolean) => {
       const pulling = duplex ? [0, 1] : [0];
       const start = performance.now();
-      for (const i of pulling) peers[i].send({ type: 'pull', port: ports[1 - i], bytes });
+      for (const i of pulling)
+        peers[i].send({ type: 'pull', address: hosts[1 - i].address, port: ports[1 - i], bytes });
       for (const i of pulling) {
         const done = await peers[i].next(120_000, 'the end of a round');
         if (done.type !== 'pulled') throw new Error(`${peers[i].label}: ${describe(done)}`);
@@ -94,7 +98,7 @@ export async function runGrpcPeer(): Promise<void> {
   process.on('disconnect', () => process.exit(0));
   const { port } = await serveBytes();
   process.on('message', (m: PeerCommand) => {
-    pull(m.port, m.bytes).then(
+    pull(m.address, m.port, m.bytes).then(
       () => tell({ type: 'pulled' }),
       (e: Error) => tell({ type: 'failed', message: e.message }),
     );
@@ -115,16 +119,16 @@ async function serveBytes(): Promise<{ server: Server; port: number }> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+    server.bindAsync(`${benchAddress()}:0`, ServerCredentials.createInsecure(), (e, p) =>
       e ? reject(e) : resolve(p),
     ),
   );
   return { server, port };
 }
 
-function pull(port: number, bytes: number): Promise<void> {
+function pull(address: string, port: number, bytes: number): Promise<void> {
   const client = new PullClient(
-    `127.0.0.1:${port}`,
+    `${address}:${port}`,
     credentials.createInsecure(),
     channelOptions(),
   );

@@ -1,6 +1,8 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { log } from '../shared/logging/logger.js';
+import { trainOnEmulatedNetwork } from './emulated-training.js';
+import type { LinkRate } from './link-rate.js';
 import {
   concurrentThroughputs,
   meanTimings,
@@ -24,6 +26,14 @@ export interface ScalingOptions {
   allreduce: 'ring' | 'star';
   /** Extra `train` flags every run gets (--backend, --dataset, --data, ...). */
   trainArgs: string[];
+  /** The workers' --backend and --data (also in trainArgs), for runs on an emulated network. */
+  backend: string;
+  dataDir?: string;
+  /**
+   * Run the N-worker runs with every process on its own host of an EmulatedNetwork with
+   * links of this rate; the independent runs, which send no gradients, stay on loopback.
+   */
+  link?: LinkRate;
   /** Folder for the runs' folders and logs. */
   runsDir: string;
   /** Bound on each `train` run. */
@@ -68,6 +78,8 @@ export interface ScalingRow {
 export interface ScalingReport {
   model: string;
   allreduce: 'ring' | 'star';
+  /** The emulated links' rate (absent: loopback). */
+  link?: string;
   batchSize: number;
   steps: number;
   warmupSteps: number;
@@ -133,6 +145,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingRepo
   return {
     model: opts.model,
     allreduce: opts.allreduce,
+    link: opts.link?.text,
     batchSize: opts.batchSize,
     steps: opts.steps,
     warmupSteps: opts.warmupSteps,
@@ -153,6 +166,11 @@ interface Measured {
 
 /** The `train` flags of one run of `workers` workers. */
 function runFlags(opts: ScalingOptions, workers: number): string[] {
+  return [...sharedFlags(opts), '--workers', String(workers)];
+}
+
+/** The `train` flags of every run, whatever its workers. */
+function sharedFlags(opts: ScalingOptions): string[] {
   return [
     '--model',
     opts.model,
@@ -163,8 +181,6 @@ function runFlags(opts: ScalingOptions, workers: number): string[] {
     '--allreduce',
     opts.allreduce,
     ...opts.trainArgs,
-    '--workers',
-    String(workers),
   ];
 }
 
@@ -176,7 +192,20 @@ function measured(opts: ScalingOptions, steps: TimedStep[]): TimedStep[] {
 
 async function measureDistributed(opts: ScalingOptions, n: number, dir: string): Promise<Measured> {
   const runDir = runFolder(dir, n);
-  await runTraining(runFlags(opts, n), runDir, opts.runTimeoutMs);
+  if (opts.link) {
+    await trainOnEmulatedNetwork({
+      trainFlags: sharedFlags(opts),
+      workers: n,
+      backend: opts.backend,
+      dataDir: opts.dataDir,
+      model: opts.model,
+      runDir,
+      link: opts.link,
+      timeoutMs: opts.runTimeoutMs,
+    });
+  } else {
+    await runTraining(runFlags(opts, n), runDir, opts.runTimeoutMs);
+  }
   const loadAverage = loadavg()[0];
   const steps = measured(opts, await readSteps(runDir));
   return { imagesPerSec: throughput(steps), steps, loadAverage };

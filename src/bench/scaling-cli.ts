@@ -6,6 +6,8 @@ import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { parsePositiveIntegers } from './byte-sizes.js';
 import { renderChart } from './chart.js';
+import { requireRootAndIproute2 } from './emulated-network.js';
+import { parseLinkRate } from './link-rate.js';
 import { writeResultFiles } from './result-files.js';
 import { runScalingBench } from './scaling-bench.js';
 import {
@@ -28,6 +30,7 @@ interface ScalingFlags {
   runsDir?: string;
   runTimeout: string;
   rounds: string;
+  link?: string;
   json?: boolean;
   out: string;
 }
@@ -71,6 +74,11 @@ export function addScalingCommand(bench: Command): void {
       '2',
     )
     .option('--run-timeout <s>', 'bound on each training run, in seconds', '3600')
+    .option(
+      '--link <rate>',
+      'the N-worker runs with every process in its own network namespace, on links shaped to ' +
+        'RATE each way (e.g. 50mbit, 1gbit; needs root and iproute2)',
+    )
     .option('--json', 'print only {model, results} as one JSON object')
     .option('--out <dir>', 'folder for the JSON, Markdown and chart files', 'bench/results')
     .action(async (flags: ScalingFlags) => {
@@ -85,8 +93,12 @@ export function addScalingCommand(bench: Command): void {
             `before the last of --steps ${steps} (the last is left out: it ends with the run's evaluation)`,
         );
       }
+      const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
+      // Before anything starts: a run that cannot build its network measures nothing.
+      if (link) requireRootAndIproute2();
+      const dataDir = flags.data === undefined ? undefined : resolve(flags.data);
       const trainArgs = ['--backend', flags.backend, '--dataset', flags.dataset];
-      if (flags.data) trainArgs.push('--data', resolve(flags.data));
+      if (dataDir) trainArgs.push('--data', dataDir);
       // A fresh folder each time: train refuses a folder that already holds a run. Its
       // name says "runs", so that it is not taken for one of the reports (scaling-<model>-*.*)
       // when --runs-dir and --out are the same folder.
@@ -102,12 +114,15 @@ export function addScalingCommand(bench: Command): void {
           batchSize: parsePositiveIntegers(flags.batchSize, '--batch-size')[0],
           allreduce: flags.allreduce,
           trainArgs,
+          backend: flags.backend,
+          dataDir,
+          link,
           runsDir,
           runTimeoutMs: parsePositiveIntegers(flags.runTimeout, '--run-timeout')[0] * 1000,
           rounds: parsePositiveIntegers(flags.rounds, '--rounds')[0],
         });
         const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
-        const name = `scaling-${flags.model}-${flags.allreduce}`;
+        const name = `scaling-${flags.model}-${flags.allreduce}${link ? `-${link.text}` : ''}`;
         const chart = await renderChart(scalingChartSpec(report));
         const files: Record<string, string | Uint8Array> = {
           [`${name}.json`]: `${JSON.stringify({ command, date: new Date().toISOString(), ...report }, null, 2)}\n`,

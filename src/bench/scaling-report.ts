@@ -22,7 +22,9 @@ export function scalingJson(report: ScalingReport) {
 
 function heading(report: ScalingReport): string {
   return (
-    `${report.model}, ${report.allreduce} all-reduce, batch ${report.batchSize} per worker, ` +
+    `${report.model}, ${report.allreduce} all-reduce` +
+    (report.link ? ` over emulated ${report.link} links` : '') +
+    `, batch ${report.batchSize} per worker, ` +
     `${report.steps} steps (the first ${report.warmupSteps} left out)` +
     (report.rounds > 1 ? `, mean of ${report.rounds} alternating rounds` : '')
   );
