@@ -12,6 +12,27 @@ export function cliEntry(): string {
 }
 
 /**
+ * Node options about code given on the command line rather than settings: `-e`/`-p` carry
+ * a script, and `--input-type` only applies to one (node refuses it with a file to run).
+ */
+const CODE_FLAGS = new Set(['-e', '--eval', '-p', '--print', '--input-type']);
+
+/**
+ * This process's node flags (`execArgv`) as a child may inherit them: without CODE_FLAGS and
+ * their values. Under `node -e "…"` the script is in execArgv, and a child given it would run
+ * the script again instead of the CLI: every child would start another.
+ */
+export function inheritedNodeFlags(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const [name] = execArgv[i].split('=', 1);
+    if (!CODE_FLAGS.has(name)) kept.push(execArgv[i]);
+    else if (name === execArgv[i]) i++; // the value is the next argument
+  }
+  return kept;
+}
+
+/**
  * Kills `child` if this process exits or is stopped by SIGINT/SIGTERM before it,
  * so that a benchmark leaves no orphans (a stopped benchmark measures nothing).
  */
@@ -53,7 +74,7 @@ export class BenchChild<Out extends { type: string }, In = unknown> {
     readonly host: BenchHost = LOOPBACK,
   ) {
     const [command, argv] = commandOn(host, [
-      ...process.execArgv,
+      ...inheritedNodeFlags(process.execArgv),
       ...nodeFlags,
       cliEntry(),
       ...args,
