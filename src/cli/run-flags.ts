@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { DISTRIBUTED_FLAGS } from '../shared/config/command-flags.js';
 import { type FlagName, flagOf } from '../shared/config/flags.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
@@ -12,19 +13,14 @@ import { isGiven } from './flag-options.js';
  * The flags that shape a run without being part of its training configuration (which the
  * checkpoint keeps): `--resume` keeps them too, unless they are given again.
  */
-export const KEPT_ON_RESUME = [
+export const KEPT_ON_RESUME: readonly FlagName[] = [
   'workers',
   'gpus',
   'backend',
   'checkpointEvery',
-  'allreduce',
-  'gradCompression',
-  'bucketSizeMb',
-  'fingerprintEvery',
-  'dataFrom',
-  'joinTimeout',
-  'stepTimeout',
-] as const satisfies readonly FlagName[];
+  // The global batch is the training configuration's, which a resumed run keeps anyway.
+  ...DISTRIBUTED_FLAGS.filter((name) => name !== 'globalBatchSize'),
+];
 
 /** Flags a resumed run may change in its training configuration (see resumeTrainConfig). */
 const TRAINING_CHANGES = ['epochs', 'steps', 'data', 'evalBatchSize'] as const;

@@ -1,9 +1,7 @@
 import { hostname } from 'node:os';
-import type { Compression } from '../shared/collectives/collective.js';
-import type { CollectiveName } from '../shared/collectives/create-collective.js';
 import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
-import { type DataFrom, encodeRunSettings } from '../shared/distributed/run-settings.js';
+import { encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
 import { Interrupted } from '../shared/errors.js';
@@ -13,6 +11,7 @@ import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grp
 import { DEFAULT_GRPC_SETTINGS, PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
 import { type ChannelEvents, type ControlCall, ControlChannel } from './control-channel.js';
 import { CoordinatorService } from './coordinator-service.js';
+import type { DistributedSettings } from './distributed-config.js';
 import { type Admission, Membership } from './membership.js';
 import { nowMs, type WorkerStateName } from './observe/run-events.js';
 import { type ObserveSettings, RunObservers } from './observe/run-observers.js';
@@ -21,7 +20,7 @@ import { RunFailure } from './run-failure.js';
 import { type TrainSummary, trainWorld } from './train-world.js';
 import { WorkerGroup } from './worker-group.js';
 
-export interface CoordinatorOptions {
+export interface CoordinatorOptions extends DistributedSettings {
   /** The run's configuration; `batchSize` is the global batch G. */
   config: TrainConfig;
   worldSize: number;
@@ -29,18 +28,9 @@ export interface CoordinatorOptions {
   runDir?: string;
   out?: string;
   resumeFrom?: Checkpoint;
-  checkpointEvery?: number;
   host: string;
   /** 0: any free port (see Coordinator.port). */
   port: number;
-  allReduce: CollectiveName;
-  compression: Compression;
-  firstBucketBytes: number;
-  bucketBytes: number;
-  fingerprintEvery: number;
-  dataFrom: DataFrom;
-  joinTimeoutMs: number;
-  stepTimeoutMs: number;
   security: Security;
   /** Once aborted, the run stops after the current step with a checkpoint. */
   signal?: AbortSignal;
