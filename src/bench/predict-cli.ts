@@ -10,8 +10,8 @@ import {
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { buildArchitecture, countParams, parseModelName } from '../shared/models/zoo.js';
+import { renderChart } from '../shared/observe/render-chart.js';
 import { parsePositiveIntegers } from './byte-sizes.js';
-import { renderChart } from './chart.js';
 import { type FittedLink, fitLinks, predict, SCENARIOS } from './predict-bench.js';
 import {
   formatPredictTables,

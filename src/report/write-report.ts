@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { renderChart } from '../bench/chart.js';
 import { DownsampledSeries } from '../shared/observe/downsampled-series.js';
+import { renderChart } from '../shared/observe/render-chart.js';
 import {
   confusionSpec,
   curveSpec,

@@ -3,7 +3,7 @@ import type { TopLevelSpec } from 'vega-lite';
 /**
  * The run's charts as Vega-Lite specs, one set for the live dashboard (the browser compiles
  * them with the vega and vega-lite builds the server ships, and streams rows into the named
- * datasets) and for `tfjs-ddp report` (rendered to SVG and PNG by bench/chart.ts). A chart's
+ * datasets) and for `tfjs-ddp report` (rendered to SVG and PNG by render-chart.ts). A chart's
  * data is either named (filled later) or inline.
  */
 export type ChartData = { name: string } | { values: readonly object[] };

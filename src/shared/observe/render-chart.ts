@@ -1,5 +1,5 @@
 import type { TopLevelSpec } from 'vega-lite';
-import { log } from '../shared/logging/logger.js';
+import { log } from '../logging/logger.js';
 
 /** A chart as files: SVG always, PNG when a renderer (@resvg/resvg-js) is installed. */
 export interface RenderedChart {
