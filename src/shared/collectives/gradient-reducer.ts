@@ -52,6 +52,11 @@ export class GradientReducer {
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
   }
 
+  /** The ranks taking part in every reduce(). */
+  get worldSize(): number {
+    return this.collective.worldSize;
+  }
+
   /**
    * Replaces `grads` (the gradient of the mean loss over this worker's
    * `localCount` samples; the caller owns it and must not touch it until this
