@@ -55,6 +55,7 @@ const metrics = (step: number): StepMetrics[] =>
       startUnixMs: nowMs() - 120,
       barrierMs: 2,
       sentUnixMs: nowMs(),
+      buckets: [{ index: 0, startMs: 0, endMs: 10, bytes: 250_000 }],
     },
   }));
 const server = `http://127.0.0.1:7199`;

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
+import type { EvaluationMetrics, StepMetrics } from '../gen/tfjs_ddp/v1/coordinator.js';
 import type { ReplicaState } from '../shared/distributed/state-parts.js';
 import { log } from '../shared/logging/logger.js';
 import type { MetricsWriter } from '../shared/training/metrics-writer.js';
@@ -202,7 +202,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     }
     if (evaluated) {
       const evaluating = nowMs();
-      const { loss, accuracy, count } = await evaluated;
+      const { loss, accuracy, count, results } = await evaluated;
       observers.events.emit({
         type: 'eval',
         step,
@@ -212,6 +212,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
         count,
         startMs: evaluating,
         durationMs: nowMs() - evaluating,
+        ranks: observers.evaluationSpans(results),
       });
       observers.span('evaluate', step, evaluating);
       valAccuracy = accuracy;
@@ -276,7 +277,7 @@ async function evaluate(
   step: number,
   valCount: number,
   evaluationId: number,
-): Promise<{ loss: number; accuracy: number; count: number }> {
+): Promise<{ loss: number; accuracy: number; count: number; results: EvaluationMetrics[] }> {
   const shards = shardIndices(
     Uint32Array.from({ length: valCount }, (_, i) => i),
     group.size,
@@ -290,5 +291,5 @@ async function evaluate(
   }
   const lossSum = results.reduce((s, r) => s + r.lossSum, 0);
   const correct = results.reduce((n, r) => n + r.correct, 0);
-  return { loss: lossSum / count, accuracy: correct / count, count };
+  return { loss: lossSum / count, accuracy: correct / count, count, results };
 }

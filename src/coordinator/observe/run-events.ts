@@ -45,6 +45,15 @@ export interface RankStep {
   barrierMs?: number;
   allReduceMs: number;
   applyMs: number;
+  /** Each all-reduce bucket, in ms from the all-reduce's start (StepTimings.buckets). */
+  buckets?: { index: number; startMs: number; endMs: number; bytes: number }[];
+}
+
+/** One rank's span (coordinator clock, ms), such as its part of an evaluation. */
+export interface RankSpan {
+  rank: number;
+  startMs: number;
+  durationMs: number;
 }
 
 export interface StepCompleted {
@@ -73,6 +82,8 @@ export interface Evaluated {
   count: number;
   startMs: number;
   durationMs: number;
+  /** Each rank's own evaluation (its shard), where the rank sent it. */
+  ranks?: RankSpan[];
 }
 
 export interface Checkpointed {

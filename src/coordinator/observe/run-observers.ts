@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { StepMetrics } from '../../gen/tfjs_ddp/v1/coordinator.js';
+import type { EvaluationMetrics, StepMetrics } from '../../gen/tfjs_ddp/v1/coordinator.js';
 import { log } from '../../shared/logging/logger.js';
 import { ClockOffsets } from './clock-offsets.js';
 import { ObserveServer } from './observe-server.js';
@@ -7,6 +7,7 @@ import { PrometheusMetrics } from './prometheus-metrics.js';
 import {
   type CoordinatorSpan,
   nowMs,
+  type RankSpan,
   type RankStep,
   RunEventHub,
   type RunObserver,
@@ -98,10 +99,26 @@ export class RunObservers {
         barrierMs: t?.barrierMs ?? 0,
         allReduceMs: t?.allReduceMs ?? 0,
         applyMs: t?.applyMs ?? 0,
+        buckets: t?.buckets ?? [],
       };
     });
     this.events.emit({ type: 'step', time: collectedMs, ranks, ...step });
     return ranks;
+  }
+
+  /** The ranks' evaluation spans (indexed by rank) on the coordinator's clock, where sent. */
+  evaluationSpans(all: readonly EvaluationMetrics[]): RankSpan[] {
+    return all.flatMap((m, rank) =>
+      m.startUnixMs > 0
+        ? [
+            {
+              rank,
+              startMs: this.clocks.toCoordinator(rank, m.startUnixMs),
+              durationMs: m.durationMs,
+            },
+          ]
+        : [],
+    );
   }
 
   /** Emits the coordinator's span `name` from `startMs` to now. */

@@ -7,6 +7,8 @@ export const TRACE_FILE = 'trace.json';
 export const DEFAULT_TRACE_STEPS = 1000;
 /** The coordinator's track; rank r's is r + 1. */
 const COORDINATOR_PID = 0;
+/** A rank's steps and evaluations are on thread 0 of its track; its buckets on 1, 2, ... */
+const STEPS_TID = 0;
 
 /** Steps A to B (1-based, inclusive) of a trace window. */
 export interface StepWindow {
@@ -44,15 +46,17 @@ export interface TraceEvent {
 /**
  * Writes the run's timeline as Chrome Trace Events (the JSON array format, which Perfetto and
  * chrome://tracing open) into `trace.json`: one track per rank (wait, data, forward and
- * backward, all-reduce, apply, nested in a span per step) and the coordinator's (plan,
- * collect, fingerprint, evaluate, checkpoint), on the coordinator's clock. Only the steps of
- * `window` are recorded, so the file stays bounded. Events are buffered and appended as they
- * come; close() ends the array.
+ * backward, all-reduce, apply, nested in a span per step, and its evaluations; each
+ * all-reduce bucket within the all-reduce's time, on bucket rows below since buckets in
+ * flight overlap and one row's spans must nest) and the coordinator's (plan, collect,
+ * fingerprint, evaluate, checkpoint), on the coordinator's clock. Only the steps of `window`
+ * (and the evaluations after them) are recorded, so the file stays bounded. Events are
+ * buffered and appended as they come; close() ends the array.
  */
 export class TraceWriter implements RunObserver {
   private readonly fd: number;
   private buffer: string[] = [];
-  private readonly named = new Set<number>();
+  private readonly named = new Set<string>();
   private closed = false;
 
   /**
@@ -77,6 +81,20 @@ export class TraceWriter implements RunObserver {
     if (e.type === 'step') {
       if (!this.inWindow(e.step)) return;
       for (const r of e.ranks) this.rankStep(e.step, r);
+    } else if (e.type === 'eval') {
+      if (!this.inWindow(e.step)) return;
+      for (const r of e.ranks ?? []) {
+        this.track(r.rank + 1, `rank ${r.rank}`);
+        const args = { step: e.step };
+        this.span(
+          r.rank + 1,
+          'evaluation',
+          r.startMs - this.origin,
+          r.durationMs,
+          args,
+          'evaluation',
+        );
+      }
     } else if (e.type === 'coordinator-span') {
       // A span belongs to the step it follows: 'plan' of step n is the n-th step's.
       const step = e.name === 'plan' ? e.step + 1 : e.step;
@@ -122,7 +140,38 @@ export class TraceWriter implements RunObserver {
     this.span(pid, `step ${step}`, t, total, { step }, 'step');
     for (const [name, ms] of phases) {
       if (ms > 0) this.span(pid, name, t, ms, { step });
+      if (name === 'all-reduce') this.buckets(pid, step, t, r.buckets ?? []);
       t += ms;
+    }
+  }
+
+  /**
+   * The buckets of an all-reduce starting at `allReduceMs` (since the origin), each on the
+   * first bucket row free at its start: as many rows as buckets were in flight at once.
+   */
+  private buckets(
+    pid: number,
+    step: number,
+    allReduceMs: number,
+    buckets: NonNullable<RankStep['buckets']>,
+  ): void {
+    const rowEnds: number[] = [];
+    for (const b of [...buckets].sort((x, y) => x.startMs - y.startMs)) {
+      let row = rowEnds.findIndex((end) => end <= b.startMs);
+      if (row < 0) row = rowEnds.push(b.endMs) - 1;
+      rowEnds[row] = b.endMs;
+      const tid = STEPS_TID + 1 + row;
+      this.thread(pid, tid, `all-reduce buckets ${row + 1}`);
+      const args = { step, bucket: b.index, bytes: b.bytes };
+      this.span(
+        pid,
+        `bucket ${b.index}`,
+        allReduceMs + b.startMs,
+        b.endMs - b.startMs,
+        args,
+        'bucket',
+        tid,
+      );
     }
   }
 
@@ -134,13 +183,14 @@ export class TraceWriter implements RunObserver {
     durationMs: number,
     args: Record<string, unknown>,
     cat = 'phase',
+    tid = STEPS_TID,
   ): void {
     const event: TraceEvent = {
       name,
       cat,
       ph: 'X',
       pid,
-      tid: 0,
+      tid,
       ts: round(sinceOriginMs * 1000),
       dur: round(durationMs * 1000),
       args,
@@ -149,18 +199,23 @@ export class TraceWriter implements RunObserver {
   }
 
   private track(pid: number, name: string): void {
-    if (this.named.has(pid)) return;
-    this.named.add(pid);
-    const meta = (n: string, args: Record<string, unknown>): TraceEvent => ({
-      name: n,
-      ph: 'M',
-      pid,
-      tid: 0,
-      ts: 0,
-      args,
-    });
-    this.buffer.push(JSON.stringify(meta('process_name', { name })));
-    this.buffer.push(JSON.stringify(meta('process_sort_index', { sort_index: pid })));
+    if (this.named.has(`${pid}`)) return;
+    this.named.add(`${pid}`);
+    this.meta(pid, STEPS_TID, 'process_name', { name });
+    this.meta(pid, STEPS_TID, 'process_sort_index', { sort_index: pid });
+  }
+
+  /** Names a row of a track (thread metadata), sorted by its tid. */
+  private thread(pid: number, tid: number, name: string): void {
+    if (this.named.has(`${pid}:${tid}`)) return;
+    this.named.add(`${pid}:${tid}`);
+    this.meta(pid, tid, 'thread_name', { name });
+    this.meta(pid, tid, 'thread_sort_index', { sort_index: tid });
+  }
+
+  private meta(pid: number, tid: number, name: string, args: Record<string, unknown>): void {
+    const event: TraceEvent = { name, ph: 'M', pid, tid, ts: 0, args };
+    this.buffer.push(JSON.stringify(event));
   }
 
   private flush(): void {

@@ -23,6 +23,16 @@ export interface ReduceTimings {
   waitMs: number;
   /** The rest: moving and summing the buckets. */
   allReduceMs: number;
+  /** Each bucket's transfer, in ms from the end of waitMs, clamped into [0, allReduceMs]. */
+  buckets: BucketTiming[];
+}
+
+/** When one bucket travelled (see ReduceTimings.buckets); bytes of float32 gradient. */
+export interface BucketTiming {
+  index: number;
+  startMs: number;
+  endMs: number;
+  bytes: number;
 }
 
 /** Label of the operation that sums the sample counts when the plan does not give G. */
@@ -97,14 +107,19 @@ export class GradientReducer {
     const weight = localCount / total;
 
     const inFlight = new Set<Promise<void>>();
+    // performance.now() at each bucket's start and end: two numbers per bucket, for the trace.
+    const spans: [number, number][] = [];
     for (const bucket of this.buckets) {
       const values = grads.subarray(bucket.start, bucket.end);
       if (weight !== 1) for (let i = 0; i < values.length; i++) values[i] *= weight;
+      const span: [number, number] = [performance.now(), 0];
+      spans.push(span);
       const done: Promise<void> = this.hook(values, {
         collective: this.collective,
         bucketIndex: bucket.index,
         onPeersReady,
       }).then(() => {
+        span[1] = performance.now();
         inFlight.delete(done);
       });
       // The failure is reported through race() or all() below; the other
@@ -116,6 +131,16 @@ export class GradientReducer {
     await Promise.all(inFlight);
     const ended = performance.now();
     const ready = peersReady ?? started;
-    return { waitMs: ready - started, allReduceMs: ended - ready };
+    const allReduceMs = ended - ready;
+    // A bucket started before the last rank joined waited for it inside the barrier: its
+    // transfer is the part after `ready`, so that it nests in the all-reduce.
+    const within = (t: number) => Math.min(Math.max(t - ready, 0), allReduceMs);
+    const buckets = this.buckets.map((b, i) => ({
+      index: b.index,
+      startMs: within(spans[i][0]),
+      endMs: within(spans[i][1]),
+      bytes: (b.end - b.start) * Float32Array.BYTES_PER_ELEMENT,
+    }));
+    return { waitMs: ready - started, allReduceMs, buckets };
   }
 }

@@ -123,7 +123,7 @@ export class Replica {
     );
     this.statsDirty = true;
     this.idleSince = performance.now();
-    const { computeMs, waitMs, allReduceMs, applyMs } = outcome.timings;
+    const { computeMs, waitMs, allReduceMs, applyMs, buckets } = outcome.timings;
     return {
       step: plan.step,
       epoch: plan.epoch,
@@ -142,6 +142,7 @@ export class Replica {
         startUnixMs,
         barrierMs: waitMs,
         sentUnixMs: wallClockMs(),
+        buckets,
       },
       skipped: outcome.skipped !== undefined,
       skipReason: outcome.skipped ?? '',
@@ -150,6 +151,8 @@ export class Replica {
 
   /** Evaluates this rank's shard; the coordinator adds the shards' sums. */
   async evaluate(cmd: EvaluateCommand): Promise<EvaluationMetrics> {
+    const started = performance.now();
+    const startUnixMs = wallClockAt(started);
     if (cmd.averageBatchNormStats) await this.averageMovingStats();
     this.report(`evaluating ${cmd.sampleIndices.length} samples after step ${cmd.step}`);
     const { images, indices } = await (await this.samples).evalImages(cmd.sampleIndices);
@@ -172,6 +175,9 @@ export class Replica {
       lossSum: sums?.lossSum ?? 0,
       correct: sums?.correct ?? 0,
       count: sums?.count ?? 0,
+      // For the rank's evaluation span on the timeline.
+      startUnixMs,
+      durationMs: this.idleSince - started,
     };
   }
 

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { GradientReducer } from '../collectives/gradient-reducer.js';
+import type { BucketTiming, GradientReducer } from '../collectives/gradient-reducer.js';
 import { findNonFinite } from '../collectives/non-finite.js';
 import type { OptimizerConfig } from '../config/train-config.js';
 import type { Batch } from '../data/batch.js';
@@ -63,7 +63,14 @@ export interface StepOutcome {
   /** Why no rank applied the update (a non-finite gradient), or undefined when they all did. */
   skipped: string | undefined;
   /** In ms: the forward and backward pass, waiting for the other ranks, the transfer, the update. */
-  timings: { computeMs: number; waitMs: number; allReduceMs: number; applyMs: number };
+  timings: {
+    computeMs: number;
+    waitMs: number;
+    allReduceMs: number;
+    applyMs: number;
+    /** Each all-reduce bucket's transfer (ReduceTimings.buckets). */
+    buckets: BucketTiming[];
+  };
 }
 
 /**
@@ -143,7 +150,11 @@ export class TrainStep {
     if (ownBad) this.grads[0] = Number.NaN;
 
     report('all-reducing the gradients');
-    const { waitMs, allReduceMs } = await reducer.reduce(this.grads, count, input.globalBatchSize);
+    const { waitMs, allReduceMs, buckets } = await reducer.reduce(
+      this.grads,
+      count,
+      input.globalBatchSize,
+    );
 
     // In a world of one the reduced gradient is this rank's own, checked above: a second
     // scan would cost a pass over every parameter per step (about 4% of a baseline step).
@@ -166,7 +177,7 @@ export class TrainStep {
       correct,
       count,
       skipped,
-      timings: { computeMs, waitMs, allReduceMs, applyMs },
+      timings: { computeMs, waitMs, allReduceMs, applyMs, buckets },
     };
   }
 

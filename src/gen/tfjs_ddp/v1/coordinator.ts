@@ -289,6 +289,20 @@ export interface StepTimings {
    * coordinator bounds the worker's clock offset (see ClockOffsets).
    */
   sentUnixMs: number;
+  /** Each gradient bucket's transfer, for the timeline (a few numbers per bucket). */
+  buckets: BucketTiming[];
+}
+
+/**
+ * One all-reduce bucket of a step, in ms from the start of the step's all-reduce (the end of
+ * the barrier, barrier_ms), clamped into [0, all_reduce_ms]. Buckets in flight overlap.
+ */
+export interface BucketTiming {
+  index: number;
+  startMs: number;
+  endMs: number;
+  /** Bytes of gradient the bucket holds (float32, before any compression). */
+  bytes: number;
 }
 
 export interface EvaluationMetrics {
@@ -297,6 +311,12 @@ export interface EvaluationMetrics {
   lossSum: number;
   correct: number;
   count: number;
+  /**
+   * The worker's wall clock (ms since the Unix epoch) when it began this evaluation
+   * (BatchNorm statistics averaged first, when asked), and how long it took; 0: not sent.
+   */
+  startUnixMs: number;
+  durationMs: number;
 }
 
 export interface WeightFingerprint {
@@ -2262,6 +2282,7 @@ function createBaseStepTimings(): StepTimings {
     startUnixMs: 0,
     barrierMs: 0,
     sentUnixMs: 0,
+    buckets: [],
   };
 }
 
@@ -2290,6 +2311,9 @@ export const StepTimings: MessageFns<StepTimings> = {
     }
     if (message.sentUnixMs !== 0) {
       writer.uint32(65).double(message.sentUnixMs);
+    }
+    for (const v of message.buckets) {
+      BucketTiming.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -2371,6 +2395,14 @@ export const StepTimings: MessageFns<StepTimings> = {
             message.sentUnixMs = reader.double();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.buckets.push(BucketTiming.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2396,12 +2428,104 @@ export const StepTimings: MessageFns<StepTimings> = {
     message.startUnixMs = object.startUnixMs ?? 0;
     message.barrierMs = object.barrierMs ?? 0;
     message.sentUnixMs = object.sentUnixMs ?? 0;
+    message.buckets = object.buckets?.map((e) => BucketTiming.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBucketTiming(): BucketTiming {
+  return { index: 0, startMs: 0, endMs: 0, bytes: 0 };
+}
+
+export const BucketTiming: MessageFns<BucketTiming> = {
+  encode(message: BucketTiming, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.index !== 0) {
+      writer.uint32(8).uint32(message.index);
+    }
+    if (message.startMs !== 0) {
+      writer.uint32(17).double(message.startMs);
+    }
+    if (message.endMs !== 0) {
+      writer.uint32(25).double(message.endMs);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(32).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BucketTiming {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBucketTiming();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.startMs = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.endMs = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BucketTiming>): BucketTiming {
+    return BucketTiming.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BucketTiming>): BucketTiming {
+    const message = createBaseBucketTiming();
+    message.index = object.index ?? 0;
+    message.startMs = object.startMs ?? 0;
+    message.endMs = object.endMs ?? 0;
+    message.bytes = object.bytes ?? 0;
     return message;
   },
 };
 
 function createBaseEvaluationMetrics(): EvaluationMetrics {
-  return { evaluationId: 0, lossSum: 0, correct: 0, count: 0 };
+  return { evaluationId: 0, lossSum: 0, correct: 0, count: 0, startUnixMs: 0, durationMs: 0 };
 }
 
 export const EvaluationMetrics: MessageFns<EvaluationMetrics> = {
@@ -2417,6 +2541,12 @@ export const EvaluationMetrics: MessageFns<EvaluationMetrics> = {
     }
     if (message.count !== 0) {
       writer.uint32(32).uint32(message.count);
+    }
+    if (message.startUnixMs !== 0) {
+      writer.uint32(41).double(message.startUnixMs);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(49).double(message.durationMs);
     }
     return writer;
   },
@@ -2466,6 +2596,22 @@ export const EvaluationMetrics: MessageFns<EvaluationMetrics> = {
             message.count = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.startUnixMs = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.durationMs = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2487,6 +2633,8 @@ export const EvaluationMetrics: MessageFns<EvaluationMetrics> = {
     message.lossSum = object.lossSum ?? 0;
     message.correct = object.correct ?? 0;
     message.count = object.count ?? 0;
+    message.startUnixMs = object.startUnixMs ?? 0;
+    message.durationMs = object.durationMs ?? 0;
     return message;
   },
 };
