@@ -117,6 +117,28 @@ describe('GradientReducer', () => {
     },
   );
 
+  it('times every bucket inside its all-reduce, with its bytes', async () => {
+    const { collectives } = createInMemoryCollectives('ring', 3, TUNING);
+    const timings = await Promise.all(
+      collectives.map((c) =>
+        new GradientReducer(c, { parameterSizes: SIZES, ...SMALL_BUCKETS }).reduce(
+          gradient(c.rank),
+          1,
+          3,
+        ),
+      ),
+    );
+    for (const t of timings) {
+      expect(t.buckets.map((b) => b.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(t.buckets.reduce((n, b) => n + b.bytes, 0)).toBe(TOTAL * 4);
+      for (const b of t.buckets) {
+        expect(b.startMs).toBeGreaterThanOrEqual(0);
+        expect(b.endMs).toBeGreaterThanOrEqual(b.startMs);
+        expect(b.endMs).toBeLessThanOrEqual(t.allReduceMs);
+      }
+    }
+  });
+
   it("leaves a lone worker's gradient untouched", async () => {
     const { collectives } = createInMemoryCollectives('ring', 1, TUNING);
     const [grads] = await reduceAll(collectives, [64]);

@@ -54,6 +54,12 @@ describe('TraceWriter', () => {
             barrierMs: 3,
             allReduceMs: 10,
             applyMs: 2,
+            // Buckets 0 and 1 in flight at once, then 2 once 1 is done.
+            buckets: [
+              { index: 0, startMs: 0, endMs: 6, bytes: 400 },
+              { index: 1, startMs: 1, endMs: 4, bytes: 200 },
+              { index: 2, startMs: 4.5, endMs: 10, bytes: 100 },
+            ],
           },
         ],
       });
@@ -62,10 +68,11 @@ describe('TraceWriter', () => {
     const events = JSON.parse(readFileSync(path, 'utf8')) as {
       name: string;
       ph: string;
+      tid: number;
       ts: number;
       dur?: number;
       cat?: string;
-      args?: { step?: number };
+      args?: { step?: number; name?: string };
     }[];
     const steps = events.filter((e) => e.cat === 'step');
     expect(steps.map((e) => e.args?.step)).toEqual([3, 4]);
@@ -78,6 +85,21 @@ describe('TraceWriter', () => {
       ['wait for the other ranks', 353_000, 3_000],
       ['all-reduce', 356_000, 10_000],
       ['apply', 366_000, 2_000],
+    ]);
+    // Each bucket within the all-reduce (356 to 366 ms), overlapping ones on separate rows.
+    const buckets = events.filter((e) => e.cat === 'bucket');
+    expect(new Set(buckets.map((e) => e.args?.step))).toEqual(new Set([3, 4]));
+    expect(
+      buckets.filter((e) => e.args?.step === 3).map((e) => [e.name, e.tid, e.ts, e.dur]),
+    ).toEqual([
+      ['bucket 0', 1, 356_000, 6_000],
+      ['bucket 1', 2, 357_000, 3_000],
+      ['bucket 2', 2, 360_500, 5_500],
+    ]);
+    const rows = events.filter((e) => e.name === 'thread_name').map((e) => [e.tid, e.args?.name]);
+    expect(rows).toEqual([
+      [1, 'all-reduce buckets 1'],
+      [2, 'all-reduce buckets 2'],
     ]);
   });
 });
