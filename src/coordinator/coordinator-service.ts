@@ -17,7 +17,7 @@ import {
   Split,
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { type DatasetSplits, selectImages } from '../shared/data/labeled-images.js';
-import { MAX_FETCH_SAMPLES, SESSION_METADATA } from '../shared/distributed/run-settings.js';
+import { MAX_FETCH_SAMPLES } from '../shared/distributed/run-settings.js';
 import { type ReplicaState, toStateParts } from '../shared/distributed/state-parts.js';
 import { log } from '../shared/logging/logger.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
@@ -47,9 +47,10 @@ export interface CoordinatorServiceOptions {
 /**
  * The coordinator's gRPC service: Join and the Control hello go to the Membership (which
  * refuses with typed statuses), the accepted Control stream is handed to the caller, and
- * FetchSamples / FetchCheckpoint serve data and the resumed state to joined workers (their
- * session id in the `tfjs-ddp-session` metadata). Every refusal is a status on that call
- * only; the server keeps serving.
+ * FetchSamples / FetchCheckpoint serve data and the resumed state to joined workers. Who may
+ * call at all is decided before any of this, from the call's credential (the join token for
+ * Join, the credential Join issued for the rest; see CallAuthenticator). Every refusal is a
+ * status on that call only; the server keeps serving.
  */
 export class CoordinatorService implements ServiceRegistrar {
   readonly serviceName = 'tfjs_ddp.v1.CoordinatorService';
@@ -98,6 +99,7 @@ export class CoordinatorService implements ServiceRegistrar {
       worldSize: this.opts.worldSize,
       sessionId: admission.sessionId,
       config: this.opts.runConfig,
+      credential: admission.credential,
     });
   }
 
@@ -142,13 +144,9 @@ export class CoordinatorService implements ServiceRegistrar {
           ? this.opts.data.val
           : undefined;
     const outside = images && indices.find((i) => i >= images.count);
+    // Only admitted workers get here: their credential was checked first.
     let refusal: [status, string] | undefined;
-    if (!this.sessionOf(call.metadata.get(SESSION_METADATA)[0])) {
-      refusal = [
-        status.UNAUTHENTICATED,
-        `FetchSamples serves joined workers only: send the session id from Join in the ${SESSION_METADATA} metadata`,
-      ];
-    } else if (!images) {
+    if (!images) {
       refusal = [status.INVALID_ARGUMENT, `unknown split ${split}`];
     } else if (indices.length > MAX_FETCH_SAMPLES) {
       refusal = [
@@ -198,7 +196,7 @@ export class CoordinatorService implements ServiceRegistrar {
     }
   }
 
-  private sessionOf(sessionId: unknown): Admission | undefined {
-    return typeof sessionId === 'string' ? this.opts.membership.bySession(sessionId) : undefined;
+  private sessionOf(sessionId: string): Admission | undefined {
+    return this.opts.membership.bySession(sessionId);
   }
 }

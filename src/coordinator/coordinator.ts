@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
+import { GenerationCredential } from '../shared/distributed/call-authenticator.js';
 import { encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
@@ -10,6 +11,7 @@ import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
 import { DEFAULT_GRPC_SETTINGS, PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
 import { type ChannelEvents, type ControlCall, ControlChannel } from './control-channel.js';
+import { coordinatorAuthenticator, warnIfOpen } from './coordinator-authenticator.js';
 import { CoordinatorService } from './coordinator-service.js';
 import type { DistributedSettings } from './distributed-config.js';
 import { type Admission, Membership } from './membership.js';
@@ -44,6 +46,7 @@ interface CoordinatorState {
   opts: CoordinatorOptions;
   membership: Membership;
   reduction: StarReductionService;
+  generationCredential: GenerationCredential;
   server: RunningGrpcServer;
   observers: RunObservers;
 }
@@ -67,6 +70,7 @@ export class Coordinator implements ChannelEvents {
       silenceTimeoutMs: s.opts.stepTimeoutMs,
       allReduce: s.opts.allReduce,
       reduction: s.reduction,
+      generationCredential: s.generationCredential,
     });
   }
 
@@ -103,7 +107,6 @@ export class Coordinator implements ChannelEvents {
       protocolVersion: PROTOCOL_VERSION,
       modelName: config.model,
       architecture,
-      token: opts.security.token,
     });
     // Below the workers' deadline: the reduction point knows which rank is missing, so it speaks first.
     const reduction = new StarReductionService({
@@ -122,6 +125,7 @@ export class Coordinator implements ChannelEvents {
       partBytes: DEFAULT_PART_BYTES,
       onAttach: (admission, call) => coordinator?.attach(admission, call),
     });
+    const generationCredential = new GenerationCredential();
     const server = await startGrpcServer({
       host: opts.host,
       port: opts.port,
@@ -129,12 +133,26 @@ export class Coordinator implements ChannelEvents {
       // A worker's event loop is blocked during its step and cannot answer pings meanwhile.
       settings: { keepaliveTimeoutMs: opts.stepTimeoutMs },
       credentials: opts.security.server,
+      authenticator: coordinatorAuthenticator({
+        joinToken: opts.security.token,
+        membership,
+        generationCredential,
+      }),
     });
+    warnIfOpen(opts.security, opts.host, server.port);
     const observers = await RunObservers.start(
       opts.observe ?? { httpPort: 0, httpHost: opts.host },
     );
     if (observers.url) log().info({ dashboard: observers.url }, `dashboard: ${observers.url}`);
-    coordinator = new Coordinator({ run, opts, membership, reduction, server, observers });
+    coordinator = new Coordinator({
+      run,
+      opts,
+      membership,
+      reduction,
+      generationCredential,
+      server,
+      observers,
+    });
     log().info(
       { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
       `coordinator listening on ${opts.host}:${server.port}${opts.security.tls ? ' (TLS)' : ''}; waiting for ${opts.worldSize} worker${opts.worldSize > 1 ? 's' : ''} to join`,

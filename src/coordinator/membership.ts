@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { DeviceInfo, JoinRequest } from '../gen/tfjs_ddp/v1/coordinator.js';
-import { tokensMatch } from '../shared/distributed/security.js';
+import { newCredential } from '../shared/distributed/call-authenticator.js';
 import { UserError } from '../shared/errors.js';
 
 /** A refused Join or Control hello: `code` is the gRPC status the server answers with. */
@@ -20,8 +20,6 @@ export interface AdmissionRules {
   protocolVersion: number;
   modelName: string;
   architecture: string;
-  /** The shared join token, if the run has one. */
-  token?: string;
 }
 
 /** One admitted worker. */
@@ -29,6 +27,8 @@ export interface Admission {
   readonly rank: number;
   readonly workerId: string;
   readonly sessionId: string;
+  /** Secret: what the worker's coordinator calls carry (see CallAuthenticator). */
+  readonly credential: string;
   readonly peerAddress: string;
   readonly device: DeviceInfo | undefined;
   /** Whether its Control stream is open. */
@@ -68,24 +68,16 @@ export class Membership {
   }
 
   /**
-   * Admits a worker or throws JoinRefusal: UNAUTHENTICATED (token), FAILED_PRECONDITION
-   * (protocol version, model or architecture differ; the run has started), ALREADY_EXISTS
-   * (worker id already admitted, rank asked for already taken), INVALID_ARGUMENT (no worker
-   * id or peer address, rank out of range), RESOURCE_EXHAUSTED (world full). The token is
-   * checked first, so that nothing about the run is told to a stranger.
+   * Admits a worker or throws JoinRefusal: FAILED_PRECONDITION (protocol version, model or
+   * architecture differ; the run has started), ALREADY_EXISTS (worker id already admitted, rank
+   * asked for already taken), INVALID_ARGUMENT (no worker id or peer address, rank out of
+   * range), RESOURCE_EXHAUSTED (world full). The join token was checked before (see
+   * CallAuthenticator), so that nothing about the run is told to a stranger.
    * A worker that names no model takes the coordinator's (it checks the architecture itself).
    */
   admit(req: JoinRequest): Admission {
     const { rules } = this;
     const refuse = (code: status, message: string) => new JoinRefusal(message, code);
-    if (rules.token !== undefined && !tokensMatch(rules.token, req.token)) {
-      throw refuse(
-        status.UNAUTHENTICATED,
-        req.token === ''
-          ? 'this run needs a join token (--token or --token-file)'
-          : 'wrong join token',
-      );
-    }
     if (req.protocolVersion !== rules.protocolVersion) {
       throw refuse(
         status.FAILED_PRECONDITION,
@@ -125,6 +117,7 @@ export class Membership {
       rank,
       workerId: req.workerId,
       sessionId: randomUUID(),
+      credential: newCredential(),
       peerAddress: req.peerAddress,
       device: req.device,
       attached: false,
@@ -191,6 +184,13 @@ export class Membership {
   bySession(sessionId: string): Admission | undefined {
     return this.admissions.find((a) => a.sessionId === sessionId);
   }
+
+  /**
+   * The credentials of the admitted workers: the rule for their coordinator calls. A worker
+   * whose admission ends loses its credential with it; once stopped, none is valid.
+   */
+  readonly credentials = (): readonly string[] =>
+    this.current === 'stopped' ? [] : this.admissions.map((a) => a.credential);
 
   /** admitting → running; returns the world by rank. Throws if it is not complete. */
   start(): Admission[] {

@@ -6,6 +6,7 @@ import {
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
 import type { StarReductionService } from '../shared/collectives/star-reduction-service.js';
+import type { GenerationCredential } from '../shared/distributed/call-authenticator.js';
 import type { ReplicaState } from '../shared/distributed/state-parts.js';
 import { log } from '../shared/logging/logger.js';
 import type { ChannelEvents, Command, ControlChannel } from './control-channel.js';
@@ -18,6 +19,8 @@ export interface WorkerGroupOptions {
   allReduce: CollectiveName;
   /** The star all-reduce's reduction point, in the coordinator. */
   reduction: StarReductionService;
+  /** Rotated for every generation and sent in its Membership (the ring's and the star's streams carry it). */
+  generationCredential: GenerationCredential;
 }
 
 /** How long a worker's own failure report waits for a root cause (another worker lost) to arrive. */
@@ -61,6 +64,7 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
 
   async initialize(fromCheckpoint: boolean, startStep: number): Promise<string[]> {
     const world = this.channels.map((c) => c.admission);
+    const credential = this.opts.generationCredential.rotate();
     if (this.opts.allReduce === 'star') this.opts.reduction.startGeneration(1, world.length);
     await this.send(
       () => ({
@@ -69,6 +73,7 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
           generation: 1,
           worldSize: world.length,
           peers: world.map((a) => ({ rank: a.rank, address: a.peerAddress, device: a.device })),
+          credential,
         },
       }),
       'connecting to the other workers',

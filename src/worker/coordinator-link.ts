@@ -15,7 +15,10 @@ import {
   type Split,
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
-import { SESSION_METADATA } from '../shared/distributed/run-settings.js';
+import {
+  credentialOptions,
+  type GenerationCredential,
+} from '../shared/distributed/call-authenticator.js';
 import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
 import { Interrupted, UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
@@ -33,10 +36,21 @@ export class CoordinatorError extends UserError {
   }
 }
 
+export interface JoinOptions {
+  credentials: ChannelCredentials;
+  /** The run's join token, sent in Join's metadata; absent: none. */
+  token: string | undefined;
+  /** Adopts the credential of every Membership that arrives (see push). */
+  generationCredential: GenerationCredential;
+  joinTimeoutMs: number;
+  signal?: AbortSignal;
+}
+
 /**
  * A worker's connection to the coordinator: Join, then the Control stream (commands in,
  * reports out, in order, with backpressure), and the data and checkpoint requests of a joined
- * worker. Commands are handed out one at a time by next(); once the stream ends or fails,
+ * worker. Join carries the join token, every later call the credential Join issued.
+ * Commands are handed out one at a time by next(); once the stream ends or fails,
  * next() rejects with an error saying so (after a StopCommand, the stream's end is expected).
  */
 export class CoordinatorLink {
@@ -50,7 +64,9 @@ export class CoordinatorLink {
   private constructor(
     private client: CoordinatorServiceClient,
     readonly address: string,
-    private readonly credentials: ChannelCredentials,
+    private readonly opts: JoinOptions,
+    /** Secret: JoinResponse.credential. */
+    private readonly credential: string,
     private timeoutMs: number,
   ) {}
 
@@ -63,13 +79,12 @@ export class CoordinatorLink {
   static async join(
     address: string,
     request: JoinRequest,
-    opts: { credentials: ChannelCredentials; joinTimeoutMs: number; signal?: AbortSignal },
+    opts: JoinOptions,
   ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
-    const client = new CoordinatorServiceClient(
-      address,
-      opts.credentials,
-      channelOptions(DEFAULT_GRPC_SETTINGS),
-    );
+    const client = new CoordinatorServiceClient(address, opts.credentials, {
+      ...channelOptions(DEFAULT_GRPC_SETTINGS),
+      ...credentialOptions(() => opts.token),
+    });
     try {
       await reachCoordinator(client, address, opts.joinTimeoutMs, opts.signal);
       const response = await untilAborted<JoinResponse>(opts.signal, (resolve, reject) => {
@@ -85,7 +100,13 @@ export class CoordinatorLink {
         );
         return () => call.cancel();
       });
-      const link = new CoordinatorLink(client, address, opts.credentials, opts.joinTimeoutMs);
+      const link = new CoordinatorLink(
+        client,
+        address,
+        opts,
+        response.credential,
+        opts.joinTimeoutMs,
+      );
       return { link, response };
     } catch (error) {
       client.close();
@@ -101,11 +122,10 @@ export class CoordinatorLink {
   openControl(rank: number, sessionId: string, timeoutMs: number): void {
     this.session = { rank, sessionId };
     this.client.close();
-    this.client = new CoordinatorServiceClient(
-      this.address,
-      this.credentials,
-      channelOptions({ ...DEFAULT_GRPC_SETTINGS, keepaliveTimeoutMs: timeoutMs }),
-    );
+    this.client = new CoordinatorServiceClient(this.address, this.opts.credentials, {
+      ...channelOptions({ ...DEFAULT_GRPC_SETTINGS, keepaliveTimeoutMs: timeoutMs }),
+      ...credentialOptions(() => this.credential),
+    });
     const call = this.client.control();
     this.call = call;
     this.writer = new BackpressureWriter(call, `rank ${rank}`, 'the coordinator');
@@ -147,13 +167,11 @@ export class CoordinatorLink {
 
   /** Image bytes and labels of `indices` of a split, from the coordinator (in that order). */
   async fetchSamples(split: Split, indices: readonly number[]): Promise<LabeledImages> {
-    const metadata = new Metadata();
-    metadata.set(SESSION_METADATA, this.session.sessionId);
     const answer = await new Promise<{ indices: number[]; pixels: Uint8Array; labels: Uint8Array }>(
       (resolve, reject) =>
         this.client.fetchSamples(
           { split, indices: [...indices] },
-          metadata,
+          new Metadata(),
           { deadline: Date.now() + this.timeoutMs },
           (error, response) =>
             error
@@ -209,7 +227,14 @@ export class CoordinatorLink {
     this.client.close();
   }
 
+  /**
+   * A Membership's credential is adopted as soon as the command arrives, before the session
+   * gets to it: the ring neighbours whose Membership came first may be dialling already.
+   */
   private push(command: Command): void {
+    if (command.$case === 'membership') {
+      this.opts.generationCredential.adopt(command.value.credential);
+    }
     if (this.waiting) {
       const { resolve } = this.waiting;
       this.waiting = undefined;

@@ -114,6 +114,7 @@ export class WorkerSession {
             maxMessageBytes: settings.maxMessageBytes,
           },
           credentials: this.o.credentials,
+          credential: m.credential,
         });
         replica.useCollective(this.collective);
         return;

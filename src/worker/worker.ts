@@ -1,5 +1,9 @@
 import { hostname } from 'node:os';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import {
+  CallAuthenticator,
+  GenerationCredential,
+} from '../shared/distributed/call-authenticator.js';
 import { decodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { bindToLog, log } from '../shared/logging/logger.js';
@@ -54,6 +58,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     model.dispose();
   }
   const peerService = new PeerService(opts.joinTimeoutMs);
+  // Only the ring neighbours of the current generation may open a stream here.
+  const generationCredential = new GenerationCredential();
   const server = await startGrpcServer({
     host: opts.bindHost,
     port: opts.peerPort,
@@ -61,6 +67,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     // The ring's clients ping; this server need not (a neighbour in its step could not answer).
     settings: { keepaliveTimeMs: 3_600_000 },
     credentials: opts.security.server,
+    authenticator: new CallAuthenticator({
+      [peerService.serviceName]: generationCredential.accepted,
+    }),
   });
   const peerAddress = `${opts.advertiseHost}:${server.port}`;
   try {
@@ -70,7 +79,6 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         protocolVersion: PROTOCOL_VERSION,
         modelName: opts.model ?? '',
         architectureFingerprint: architecture,
-        token: opts.security.token ?? '',
         peerAddress,
         device: {
           backend: backend.name,
@@ -83,6 +91,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       },
       {
         credentials: opts.security.channel,
+        token: opts.security.token,
+        generationCredential,
         joinTimeoutMs: opts.joinTimeoutMs,
         signal: opts.signal,
       },

@@ -10,12 +10,12 @@ import { statusAfter } from '../transport/raw-call.js';
 import { ensureBuilt, errorLines, startCli } from './cli-runs.js';
 import {
   coordinatorClient,
+  credentialMetadata,
   healthStatus,
   join,
   joinRequest,
   listeningPort,
   modelFingerprints,
-  sessionMetadata,
 } from './fake-worker.js';
 
 const TOKEN = 's3cret';
@@ -27,6 +27,8 @@ let port: number;
 let client: CoordinatorServiceClient;
 let architecture: string;
 let session0: string;
+/** The credential Join issued to rank 0. */
+let credential0: string;
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -66,8 +68,7 @@ afterAll(() => {
   if (coordinator?.exitCode === null) coordinator.kill('SIGKILL');
 });
 
-const good = (fields = {}) =>
-  joinRequest({ architectureFingerprint: architecture, token: TOKEN, ...fields });
+const good = (fields = {}) => joinRequest({ architectureFingerprint: architecture, ...fields });
 
 function refusal(error: ServiceError | undefined): [string, string] {
   return [status[error?.code ?? status.OK], error?.details ?? ''];
@@ -75,26 +76,36 @@ function refusal(error: ServiceError | undefined): [string, string] {
 
 describe('Join', () => {
   it('refuses a wrong or missing token with UNAUTHENTICATED, before anything else', async () => {
-    expect(
-      refusal((await join(client, good({ token: 'guess', modelName: 'vgg16' }))).error),
-    ).toEqual(['UNAUTHENTICATED', 'wrong join token']);
-    expect(refusal((await join(client, good({ token: '' }))).error)[0]).toBe('UNAUTHENTICATED');
+    const wrong = await join(client, good({ modelName: 'vgg16' }), 'guess');
+    expect(refusal(wrong.error)).toEqual([
+      'UNAUTHENTICATED',
+      expect.stringMatching(/^the tfjs-ddp-credential metadata holds no valid credential/),
+    ]);
+    const missing = await join(client, good({ modelName: 'vgg16' }));
+    expect(refusal(missing.error)).toEqual([
+      'UNAUTHENTICATED',
+      expect.stringMatching(/^this call needs a credential of this run .*--token or --token-file/),
+    ]);
   });
 
   it('refuses another protocol version, model or architecture with FAILED_PRECONDITION saying what differs', async () => {
-    const version = await join(client, good({ protocolVersion: PROTOCOL_VERSION + 1 }));
+    const version = await join(client, good({ protocolVersion: PROTOCOL_VERSION + 1 }), TOKEN);
     expect(refusal(version.error)).toEqual([
       'FAILED_PRECONDITION',
       expect.stringMatching(
         /^protocol version differs: the worker speaks version 2, the coordinator 1/,
       ),
     ]);
-    const model = await join(client, good({ modelName: 'baseline' }));
+    const model = await join(client, good({ modelName: 'baseline' }), TOKEN);
     expect(refusal(model.error)).toEqual([
       'FAILED_PRECONDITION',
       'model differs: the worker has baseline, the coordinator trains lenet5',
     ]);
-    const fingerprint = await join(client, good({ architectureFingerprint: 'f'.repeat(64) }));
+    const fingerprint = await join(
+      client,
+      good({ architectureFingerprint: 'f'.repeat(64) }),
+      TOKEN,
+    );
     expect(refusal(fingerprint.error)).toEqual([
       'FAILED_PRECONDITION',
       expect.stringMatching(
@@ -104,19 +115,22 @@ describe('Join', () => {
   });
 
   it('refuses a message over the size limit with RESOURCE_EXHAUSTED', async () => {
-    const huge = await join(client, good({ workerId: 'x'.repeat(65 * 1024 * 1024) }));
+    const huge = await join(client, good({ workerId: 'x'.repeat(65 * 1024 * 1024) }), TOKEN);
     expect(huge.error?.code).toBe(status.RESOURCE_EXHAUSTED);
   });
 
   it('admits a worker with its rank and the run configuration, and refuses the same worker twice', async () => {
-    const first = await join(client, good({ workerId: 'worker-a' }));
+    const first = await join(client, good({ workerId: 'worker-a' }), TOKEN);
     expect(first.response).toMatchObject({
       rank: 0,
       worldSize: 2,
       config: { modelName: 'lenet5' },
     });
     session0 = first.response?.sessionId ?? '';
-    const again = await join(client, good({ workerId: 'worker-a' }));
+    credential0 = first.response?.credential ?? '';
+    expect(credential0).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(credential0).not.toBe(TOKEN);
+    const again = await join(client, good({ workerId: 'worker-a' }), TOKEN);
     expect(refusal(again.error)).toEqual([
       'ALREADY_EXISTS',
       'worker id worker-a has already joined (as rank 0)',
@@ -125,46 +139,59 @@ describe('Join', () => {
 });
 
 describe('Control, FetchSamples and FetchCheckpoint', () => {
+  it('refuses every call without the credential Join issued, with UNAUTHENTICATED and nothing else', async () => {
+    for (const metadata of [credentialMetadata(undefined), credentialMetadata(TOKEN)]) {
+      const control = await statusAfter(client.control(metadata), [
+        { kind: { $case: 'hello', value: { rank: 0, sessionId: session0 } } },
+      ]);
+      expect([status[control.code], control.received]).toEqual(['UNAUTHENTICATED', []]);
+    }
+  });
+
   it('refuses a control stream for an unknown rank, a wrong session, or without a hello', async () => {
-    const unknown = await statusAfter(client.control(), [
+    const as0 = () => client.control(credentialMetadata(credential0));
+    const unknown = await statusAfter(as0(), [
       { kind: { $case: 'hello', value: { rank: 7, sessionId: session0 } } },
     ]);
     expect([status[unknown.code], unknown.details]).toEqual([
       'INVALID_ARGUMENT',
       'rank 7 is not a rank of this run (join first; ranks admitted: 0)',
     ]);
-    const stolen = await statusAfter(client.control(), [
+    const stolen = await statusAfter(as0(), [
       { kind: { $case: 'hello', value: { rank: 0, sessionId: 'not-the-session' } } },
     ]);
     expect(status[stolen.code]).toBe('PERMISSION_DENIED');
-    const rude = await statusAfter(client.control(), [
+    const rude = await statusAfter(as0(), [
       { kind: { $case: 'heartbeat', value: { step: 0, activity: 'x' } } },
     ]);
     expect(status[rude.code]).toBe('INVALID_ARGUMENT');
   });
 
   it('serves samples to joined workers only, and refuses bad requests with INVALID_ARGUMENT', async () => {
-    const fetch = (indices: number[], session?: string) =>
+    const fetch = (indices: number[], credential = 'stranger') =>
       new Promise<{ error?: ServiceError; pixels?: Uint8Array }>((resolve) =>
         client.fetchSamples(
           { split: Split.SPLIT_TRAIN, indices },
-          session ? sessionMetadata(session) : sessionMetadata('stranger'),
+          credentialMetadata(credential),
           (error, answer) => resolve(error ? { error } : { pixels: answer.pixels }),
         ),
       );
     expect(refusal((await fetch([0])).error)[0]).toBe('UNAUTHENTICATED');
-    expect(refusal((await fetch([0, 2000], session0)).error)).toEqual([
+    expect(refusal((await fetch([0, 2000], credential0)).error)).toEqual([
       'INVALID_ARGUMENT',
       'sample 2000 is out of range: the training split has 2000',
     ]);
-    expect(refusal((await fetch(new Array(9000).fill(0), session0)).error)[0]).toBe(
+    expect(refusal((await fetch(new Array(9000).fill(0), credential0)).error)[0]).toBe(
       'INVALID_ARGUMENT',
     );
-    expect((await fetch([0, 1999], session0)).pixels?.length).toBe(2 * 3072);
+    expect((await fetch([0, 1999], credential0)).pixels?.length).toBe(2 * 3072);
   });
 
   it('answers FetchCheckpoint with NOT_FOUND when the run does not resume', async () => {
-    const call = client.fetchCheckpoint({ rank: 0, sessionId: session0 });
+    const call = client.fetchCheckpoint(
+      { rank: 0, sessionId: session0 },
+      credentialMetadata(credential0),
+    );
     const code = await new Promise<number>((resolve) => {
       call.on('error', (e: ServiceError) => resolve(e.code));
       call.on('data', () => undefined);
@@ -173,8 +200,8 @@ describe('Control, FetchSamples and FetchCheckpoint', () => {
   });
 
   it('refuses a join once every rank is taken, with RESOURCE_EXHAUSTED', async () => {
-    expect((await join(client, good({ workerId: 'worker-b' }))).response?.rank).toBe(1);
-    expect(refusal((await join(client, good({ workerId: 'worker-c' }))).error)).toEqual([
+    expect((await join(client, good({ workerId: 'worker-b' }), TOKEN)).response?.rank).toBe(1);
+    expect(refusal((await join(client, good({ workerId: 'worker-c' }), TOKEN)).error)).toEqual([
       'RESOURCE_EXHAUSTED',
       'the world is full: all 2 ranks are taken',
     ]);

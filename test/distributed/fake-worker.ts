@@ -21,7 +21,7 @@ import {
   type JoinRequest,
   type JoinResponse,
 } from '../../src/gen/tfjs_ddp/v1/coordinator.js';
-import { SESSION_METADATA } from '../../src/shared/distributed/run-settings.js';
+import { CREDENTIAL_METADATA } from '../../src/shared/distributed/call-authenticator.js';
 import {
   architectureFingerprint,
   buildModel,
@@ -73,7 +73,6 @@ export function joinRequest(
   return {
     protocolVersion: PROTOCOL_VERSION,
     modelName: 'lenet5',
-    token: '',
     peerAddress: '127.0.0.1:1',
     device: { backend: 'cpu', device: 'test', hostname: 'test', pid: 1 },
     workerId: 'test-worker',
@@ -82,19 +81,23 @@ export function joinRequest(
   };
 }
 
-/** The coordinator's answer to a Join: its response, or its refusal. */
+/** The coordinator's answer to a Join (with `token` in its metadata): its response, or its refusal. */
 export function join(
   client: CoordinatorServiceClient,
   request: JoinRequest,
+  token?: string,
 ): Promise<{ response?: JoinResponse; error?: ServiceError }> {
   return new Promise((resolve) =>
-    client.join(request, (error, response) => resolve(error ? { error } : { response })),
+    client.join(request, credentialMetadata(token), (error, response) =>
+      resolve(error ? { error } : { response }),
+    ),
   );
 }
 
-export function sessionMetadata(sessionId: string): Metadata {
+/** Call metadata with `credential` (a join token or an issued credential), written by hand. */
+export function credentialMetadata(credential: string | undefined): Metadata {
   const metadata = new Metadata();
-  metadata.set(SESSION_METADATA, sessionId);
+  if (credential !== undefined) metadata.set(CREDENTIAL_METADATA, credential);
   return metadata;
 }
 
@@ -137,6 +140,8 @@ export class FakeControl {
     readonly call: ClientDuplexStream<ControlRequest, ControlResponse>,
     readonly rank: number,
     readonly sessionId: string,
+    /** The credential Join issued to this fake. */
+    readonly credential: string,
   ) {
     this.ended = new Promise((resolve) => call.on('status', resolve));
     call.on('error', () => undefined);
@@ -198,20 +203,23 @@ export class FakeControl {
   }
 }
 
-/** Joins `count` fake workers and opens their Control streams. */
+/** Joins `count` fake workers and opens their Control streams (with the credentials issued). */
 export async function joinFakes(
   client: CoordinatorServiceClient,
   architectureFingerprint: string,
   count: number,
+  token?: string,
 ): Promise<FakeControl[]> {
   const fakes: FakeControl[] = [];
   for (let rank = 0; rank < count; rank++) {
     const { response, error } = await join(
       client,
       joinRequest({ architectureFingerprint, workerId: `fake-${rank}`, requestedRank: rank }),
+      token,
     );
     if (!response) throw error;
-    fakes.push(new FakeControl(client.control(), response.rank, response.sessionId));
+    const control = client.control(credentialMetadata(response.credential));
+    fakes.push(new FakeControl(control, response.rank, response.sessionId, response.credential));
   }
   return fakes;
 }

@@ -9,7 +9,6 @@ const rules = {
   protocolVersion: 1,
   modelName: 'lenet5',
   architecture: 'arch',
-  token: 'tok',
 };
 
 function request(fields: Partial<JoinRequest> = {}): JoinRequest {
@@ -17,7 +16,6 @@ function request(fields: Partial<JoinRequest> = {}): JoinRequest {
     protocolVersion: 1,
     modelName: 'lenet5',
     architectureFingerprint: 'arch',
-    token: 'tok',
     peerAddress: 'h:1',
     device: undefined,
     workerId: 'w0',
@@ -50,11 +48,22 @@ describe('Membership', () => {
     expect(m.state).toBe('running');
   });
 
-  it('refuses with the promised codes, the token first', () => {
+  it('issues each admission its own credential, valid while it is admitted', () => {
     const m = new Membership(rules);
-    expect(refusalOf(() => m.admit(request({ token: 'x', protocolVersion: 9 })))[0]).toBe(
-      'UNAUTHENTICATED',
-    );
+    const a = m.admit(request({ workerId: 'a' }));
+    const b = m.admit(request({ workerId: 'b' }));
+    expect(a.credential).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a.credential).not.toBe(b.credential);
+    expect(m.credentials()).toEqual([a.credential, b.credential]);
+    m.attach(a.rank, a.sessionId);
+    expect(m.leave(a.rank)).toBe('freed');
+    expect(m.credentials()).toEqual([b.credential]);
+    m.stop();
+    expect(m.credentials()).toEqual([]);
+  });
+
+  it('refuses with the promised codes', () => {
+    const m = new Membership(rules);
     expect(refusalOf(() => m.admit(request({ protocolVersion: 9 })))[0]).toBe(
       'FAILED_PRECONDITION',
     );

@@ -16,11 +16,11 @@ import { statusAfter } from '../transport/raw-call.js';
 import { ensureBuilt, errorLines, startCli } from './cli-runs.js';
 import {
   coordinatorClient,
+  credentialMetadata,
   healthStatus,
   joinFakes,
   listeningPort,
   modelFingerprints,
-  sessionMetadata,
 } from './fake-worker.js';
 
 let fingerprints: { architecture: string; weights: string };
@@ -109,8 +109,15 @@ describe('the star reduction point', () => {
   it('refuses a gradient whose length differs from the other rank\u2019s and keeps serving', async () => {
     const c = await startCoordinator(['--allreduce', 'star']);
     const fakes = await joinFakes(c.client, fingerprints.architecture, 2);
-    // Both fakes wait for their Membership: the coordinator then runs generation 1.
-    for (const f of fakes) expect((await f.next()).$case).toBe('membership');
+    // Both fakes wait for their Membership: the coordinator then runs generation 1, whose
+    // streams carry the credential the Membership brings.
+    let generationCredential = '';
+    for (const f of fakes) {
+      const membership = await f.next();
+      if (membership.$case !== 'membership') throw new Error(`got ${membership.$case}`);
+      generationCredential = membership.value.credential;
+    }
+    const reduce = () => reduction.reduce(credentialMetadata(generationCredential));
     const reduction = new ReductionServiceClient(
       `127.0.0.1:${c.port}`,
       credentials.createInsecure(),
@@ -143,9 +150,9 @@ describe('the star reduction point', () => {
         },
       },
     });
-    const first = statusAfter(reduction.reduce(), [hello(0), chunk(0, 10)]);
+    const first = statusAfter(reduce(), [hello(0), chunk(0, 10)]);
     await new Promise((r) => setTimeout(r, 300));
-    const second = await statusAfter(reduction.reduce(), [hello(1), chunk(1, 11)]);
+    const second = await statusAfter(reduce(), [hello(1), chunk(1, 11)]);
     expect(status[second.code]).toBe('INVALID_ARGUMENT');
     expect(second.details).toMatch(/rank 1 sent .* but rank 0 started .*differs in totalElements/);
     expect(status[(await first).code]).toBe('ABORTED');
@@ -154,7 +161,7 @@ describe('the star reduction point', () => {
     const samples = await new Promise<number>((resolve, reject) =>
       c.client.fetchSamples(
         { split: Split.SPLIT_VAL, indices: [0, 1, 2] },
-        sessionMetadata(fakes[0].sessionId),
+        credentialMetadata(fakes[0].credential),
         (error, answer) => (error ? reject(error) : resolve(answer.labels.length)),
       ),
     );

@@ -35,6 +35,8 @@ export interface CollectiveSetup {
   reductionAddress?: string;
   settings?: Partial<GrpcSettings>;
   credentials?: ChannelCredentials;
+  /** The generation's credential (Membership.credential), sent on every stream. */
+  credential?: string;
 }
 
 /**
@@ -68,6 +70,7 @@ export async function createCollective(
     timeoutMs: connectTimeoutMs,
     settings: setup.settings,
     credentials: setup.credentials,
+    credential: setup.credential,
   };
   if (name === 'ring') {
     const { peerAddresses, peerService } = setup;

@@ -10,8 +10,6 @@ import type { CollectiveName } from '../collectives/create-collective.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { UserError } from '../errors.js';
 
-/** Call metadata that carries a joined worker's session id on FetchSamples and FetchCheckpoint. */
-export const SESSION_METADATA = 'tfjs-ddp-session';
 /** Most samples one FetchSamples may ask for (25 MB of pixels). */
 export const MAX_FETCH_SAMPLES = 8192;
 

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { type ChannelCredentials, credentials, ServerCredentials } from '@grpc/grpc-js';
 import { UserError } from '../errors.js';
@@ -64,13 +63,6 @@ export async function loadSecurity(raw: SecurityFlags): Promise<Security> {
     channel: credentials.createSsl(ca, key, cert),
     tls: true,
   };
-}
-
-/** Compares tokens in constant time (no early exit that would leak a prefix). */
-export function tokensMatch(expected: string, given: string): boolean {
-  const a = Buffer.from(expected, 'utf8');
-  const b = Buffer.from(given, 'utf8');
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 async function readText(flag: string, path: string): Promise<string> {

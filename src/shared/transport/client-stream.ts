@@ -7,6 +7,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { credentialOptions } from '../distributed/call-authenticator.js';
 import {
   DeadlineExceededError,
   PeerAbortedError,
@@ -33,6 +34,8 @@ export interface HelloStreamSpec<C extends Client, Req, Res> {
   settings?: Partial<GrpcSettings>;
   /** Default: insecure (plain TCP). */
   credentials?: ChannelCredentials;
+  /** The generation's credential, sent in the call's metadata (see CallAuthenticator). */
+  credential?: string;
   /** Opens the call on the client. */
   open(client: C): ClientDuplexStream<Req, Res>;
   /** This side's hello, the stream's first message. */
@@ -50,29 +53,52 @@ export interface HelloStream<C extends Client, Req, Res> {
   early: { error?: ServiceError };
 }
 
+/** Pause between tries of a stream the server refused as UNAUTHENTICATED (see openHelloStream). */
+const UNAUTHENTICATED_RETRY_MS = 100;
+
 /**
  * The stream set-up shared by the ring and star transports: a client with the project's
  * channel options, the channel awaited (waitForChannel), the call opened, this side's hello
  * sent and the server's awaited (firstMessage) and checked. On any failure the call is
  * cancelled and the client closed before the promise rejects: with DeadlineExceededError,
  * the server's refusal, or a ProtocolError (FAILED_PRECONDITION) carrying `refusal`'s reason.
+ * A call refused as UNAUTHENTICATED is tried again until `timeoutMs` has passed: a ring
+ * neighbour adopts a new generation's credential when its Membership message arrives, which
+ * may be a moment after this rank's (then the last refusal is the error).
  */
 export async function openHelloStream<C extends Client, Req, Res>(
   spec: HelloStreamSpec<C, Req, Res>,
 ): Promise<HelloStream<C, Req, Res>> {
+  const deadline = Date.now() + spec.timeoutMs;
+  for (;;) {
+    try {
+      return await tryHelloStream(spec, deadline);
+    } catch (error) {
+      const unauthenticated =
+        error instanceof ProtocolError && error.code === status.UNAUTHENTICATED;
+      if (!unauthenticated || Date.now() + UNAUTHENTICATED_RETRY_MS >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, UNAUTHENTICATED_RETRY_MS));
+    }
+  }
+}
+
+async function tryHelloStream<C extends Client, Req, Res>(
+  spec: HelloStreamSpec<C, Req, Res>,
+  deadline: number,
+): Promise<HelloStream<C, Req, Res>> {
   const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
-  const client = new spec.client(
-    spec.address,
-    spec.credentials ?? credentials.createInsecure(),
-    channelOptions(settings),
-  );
+  const client = new spec.client(spec.address, spec.credentials ?? credentials.createInsecure(), {
+    ...channelOptions(settings),
+    ...credentialOptions(() => spec.credential),
+  });
   let call: ClientDuplexStream<Req, Res> | undefined;
   try {
-    await waitForChannel(client, spec.peer, spec.address, spec.timeoutMs);
+    const timeoutMs = Math.max(1, deadline - Date.now());
+    await waitForChannel(client, spec.peer, spec.address, timeoutMs);
     call = spec.open(client);
     const early = recordErrors(call);
     call.write(spec.hello);
-    const answer = await firstMessage<Res>(call, `${spec.peer} at ${spec.address}`, spec.timeoutMs);
+    const answer = await firstMessage<Res>(call, `${spec.peer} at ${spec.address}`, timeoutMs);
     const refusal = spec.refusal(answer);
     if (refusal !== undefined) throw new ProtocolError(refusal, status.FAILED_PRECONDITION);
     return { client, call, early };

@@ -27,6 +27,8 @@ export interface RingLinkSpec {
   settings?: Partial<GrpcSettings>;
   /** Default: insecure (plain TCP). */
   credentials?: ChannelCredentials;
+  /** The generation's credential (Membership.credential); absent: the call carries none. */
+  credential?: string;
 }
 
 type Dialled = HelloStream<PeerServiceClient, ExchangeRequest, ExchangeResponse>;
@@ -257,6 +259,7 @@ function dial(spec: RingLinkSpec, prev: number): Promise<Dialled> {
     timeoutMs: spec.timeoutMs,
     settings: spec.settings,
     credentials: spec.credentials,
+    credential: spec.credential,
     open: (client) => client.exchange(),
     hello: {
       kind: {

@@ -1,12 +1,17 @@
 import { Server as GrpcServer, type Server, ServerCredentials } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import type { CallAuthenticator } from '../distributed/call-authenticator.js';
 import { UserError } from '../errors.js';
 import { log } from '../logging/logger.js';
 import { DEFAULT_GRPC_SETTINGS, type GrpcSettings, serverOptions } from './grpc-settings.js';
 import { protocolPackageDefinition } from './proto-package.js';
 
 const HEALTH_SERVICE = 'grpc.health.v1.Health';
+const REFLECTION_SERVICES = [
+  'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection',
+];
 
 /** A service implementation that registers itself on a server the caller owns. */
 export interface ServiceRegistrar {
@@ -24,6 +29,11 @@ export interface GrpcServerSpec {
   settings?: Partial<GrpcSettings>;
   /** Default: insecure (plain TCP). */
   credentials?: ServerCredentials;
+  /**
+   * Checks every call's credential before anything else (see CallAuthenticator); absent: every
+   * call is let through. Health and reflection stay open either way.
+   */
+  authenticator?: CallAuthenticator;
 }
 
 export interface RunningGrpcServer {
@@ -43,12 +53,22 @@ export interface RunningGrpcServer {
  * Starts a gRPC server with `spec.services`, the standard health service
  * (grpc.health.v1: '' and every service SERVING, so Kubernetes gRPC probes and
  * grpc_health_probe work) and server reflection (so grpcurl can list and call it), both
- * naming only the services this server serves, by their names in proto/.
+ * naming only the services this server serves, by their names in proto/. With an
+ * authenticator, every other call is authenticated first. Health and reflection stay open:
+ * Kubernetes' gRPC probes cannot send metadata, health says only SERVING or NOT_SERVING
+ * (what a TCP connect tells too), and reflection only the schema shipped in proto/; neither
+ * says anything about the run (its ranks, generations, data or weights).
  * Throws UserError when the address cannot be bound.
  */
 export async function startGrpcServer(spec: GrpcServerSpec): Promise<RunningGrpcServer> {
   const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
-  const server = new GrpcServer(serverOptions(settings));
+  const open = Object.fromEntries(
+    [HEALTH_SERVICE, ...REFLECTION_SERVICES].map((name) => [name, 'open' as const]),
+  );
+  const server = new GrpcServer({
+    ...serverOptions(settings),
+    ...(spec.authenticator ? { interceptors: [spec.authenticator.with(open).interceptor()] } : {}),
+  });
   const health = new HealthImplementation({ '': 'SERVING' });
   for (const service of spec.services) {
     service.addToServer(server);

@@ -30,6 +30,8 @@ export interface StarLinkSpec {
   settings?: Partial<GrpcSettings>;
   /** Default: insecure (plain TCP). */
   credentials?: ChannelCredentials;
+  /** The generation's credential (Membership.credential); absent: the call carries none. */
+  credential?: string;
 }
 
 type ReduceCall = ClientDuplexStream<ReduceRequest, ReduceResponse>;
@@ -82,6 +84,7 @@ export class GrpcStarTransport implements ChunkTransport {
       timeoutMs: spec.timeoutMs,
       settings: spec.settings,
       credentials: spec.credentials,
+      credential: spec.credential,
       open: (c) => c.reduce(),
       hello: {
         kind: {

@@ -67,8 +67,6 @@ export interface JoinRequest {
   modelName: string;
   /** Hex sha256 of the model's layer classes, configs and weight shapes. */
   architectureFingerprint: string;
-  /** The shared join token; empty when the worker has none. */
-  token: string;
   /** host:port where the worker's PeerService listens, reachable by the other workers. */
   peerAddress: string;
   device:
@@ -97,7 +95,15 @@ export interface JoinResponse {
   worldSize: number;
   /** Names this admission on the Control stream. */
   sessionId: string;
-  config: RunConfig | undefined;
+  config:
+    | RunConfig
+    | undefined;
+  /**
+   * Secret. This worker's coordinator credential: every later call to the
+   * coordinator's CoordinatorService carries it in the tfjs-ddp-credential
+   * metadata. Valid while the worker is admitted.
+   */
+  credential: string;
 }
 
 /** The run configuration the coordinator owns; every worker trains with it. */
@@ -173,6 +179,13 @@ export interface Membership {
   worldSize: number;
   /** Indexed by rank. */
   peers: PeerInfo[];
+  /**
+   * Secret. The generation's credential: every PeerService.Exchange and
+   * ReductionService.Reduce call of this generation carries it in the
+   * tfjs-ddp-credential metadata. A new one for every generation; an older
+   * generation's is refused.
+   */
+  credential: string;
 }
 
 export interface PeerInfo {
@@ -372,7 +385,6 @@ function createBaseJoinRequest(): JoinRequest {
     protocolVersion: 0,
     modelName: "",
     architectureFingerprint: "",
-    token: "",
     peerAddress: "",
     device: undefined,
     workerId: "",
@@ -390,9 +402,6 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.architectureFingerprint !== "") {
       writer.uint32(26).string(message.architectureFingerprint);
-    }
-    if (message.token !== "") {
-      writer.uint32(34).string(message.token);
     }
     if (message.peerAddress !== "") {
       writer.uint32(42).string(message.peerAddress);
@@ -444,14 +453,6 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             }
 
             message.architectureFingerprint = reader.string();
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.token = reader.string();
             continue;
           }
           case 5: {
@@ -506,7 +507,6 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     message.protocolVersion = object.protocolVersion ?? 0;
     message.modelName = object.modelName ?? "";
     message.architectureFingerprint = object.architectureFingerprint ?? "";
-    message.token = object.token ?? "";
     message.peerAddress = object.peerAddress ?? "";
     message.device = (object.device !== undefined && object.device !== null)
       ? DeviceInfo.fromPartial(object.device)
@@ -609,7 +609,7 @@ export const DeviceInfo: MessageFns<DeviceInfo> = {
 };
 
 function createBaseJoinResponse(): JoinResponse {
-  return { rank: 0, worldSize: 0, sessionId: "", config: undefined };
+  return { rank: 0, worldSize: 0, sessionId: "", config: undefined, credential: "" };
 }
 
 export const JoinResponse: MessageFns<JoinResponse> = {
@@ -625,6 +625,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     if (message.config !== undefined) {
       RunConfig.encode(message.config, writer.uint32(34).fork()).join();
+    }
+    if (message.credential !== "") {
+      writer.uint32(42).string(message.credential);
     }
     return writer;
   },
@@ -674,6 +677,14 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.config = RunConfig.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.credential = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -697,6 +708,7 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     message.config = (object.config !== undefined && object.config !== null)
       ? RunConfig.fromPartial(object.config)
       : undefined;
+    message.credential = object.credential ?? "";
     return message;
   },
 };
@@ -1379,7 +1391,7 @@ export const ControlHello: MessageFns<ControlHello> = {
 };
 
 function createBaseMembership(): Membership {
-  return { generation: 0, worldSize: 0, peers: [] };
+  return { generation: 0, worldSize: 0, peers: [], credential: "" };
 }
 
 export const Membership: MessageFns<Membership> = {
@@ -1392,6 +1404,9 @@ export const Membership: MessageFns<Membership> = {
     }
     for (const v of message.peers) {
       PeerInfo.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.credential !== "") {
+      writer.uint32(34).string(message.credential);
     }
     return writer;
   },
@@ -1433,6 +1448,14 @@ export const Membership: MessageFns<Membership> = {
             message.peers.push(PeerInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credential = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1453,6 +1476,7 @@ export const Membership: MessageFns<Membership> = {
     message.generation = object.generation ?? 0;
     message.worldSize = object.worldSize ?? 0;
     message.peers = object.peers?.map((e) => PeerInfo.fromPartial(e)) || [];
+    message.credential = object.credential ?? "";
     return message;
   },
 };
@@ -3192,9 +3216,11 @@ export const FetchCheckpointResponse: MessageFns<FetchCheckpointResponse> = {
 export type CoordinatorServiceService = typeof CoordinatorServiceService;
 export const CoordinatorServiceService = {
   /**
-   * Admits a worker. Refused with FAILED_PRECONDITION when the protocol version,
+   * Admits a worker. Refused with UNAUTHENTICATED for a wrong or missing join
+   * token (in the tfjs-ddp-credential metadata, checked before anything else),
+   * FAILED_PRECONDITION when the protocol version,
    * model name or architecture fingerprint differs from the coordinator's (the
-   * message says what differs), UNAUTHENTICATED for a wrong or missing token,
+   * message says what differs),
    * ALREADY_EXISTS for a worker id that already joined, RESOURCE_EXHAUSTED when
    * the world is full. Answers at once; the membership (peers' addresses) arrives
    * on the Control stream once all world_size workers have joined.
@@ -3258,9 +3284,11 @@ export const CoordinatorServiceService = {
 
 export interface CoordinatorServiceServer extends UntypedServiceImplementation {
   /**
-   * Admits a worker. Refused with FAILED_PRECONDITION when the protocol version,
+   * Admits a worker. Refused with UNAUTHENTICATED for a wrong or missing join
+   * token (in the tfjs-ddp-credential metadata, checked before anything else),
+   * FAILED_PRECONDITION when the protocol version,
    * model name or architecture fingerprint differs from the coordinator's (the
-   * message says what differs), UNAUTHENTICATED for a wrong or missing token,
+   * message says what differs),
    * ALREADY_EXISTS for a worker id that already joined, RESOURCE_EXHAUSTED when
    * the world is full. Answers at once; the membership (peers' addresses) arrives
    * on the Control stream once all world_size workers have joined.
@@ -3289,9 +3317,11 @@ export interface CoordinatorServiceServer extends UntypedServiceImplementation {
 
 export interface CoordinatorServiceClient extends Client {
   /**
-   * Admits a worker. Refused with FAILED_PRECONDITION when the protocol version,
+   * Admits a worker. Refused with UNAUTHENTICATED for a wrong or missing join
+   * token (in the tfjs-ddp-credential metadata, checked before anything else),
+   * FAILED_PRECONDITION when the protocol version,
    * model name or architecture fingerprint differs from the coordinator's (the
-   * message says what differs), UNAUTHENTICATED for a wrong or missing token,
+   * message says what differs),
    * ALREADY_EXISTS for a worker id that already joined, RESOURCE_EXHAUSTED when
    * the world is full. Answers at once; the membership (peers' addresses) arrives
    * on the Control stream once all world_size workers have joined.
