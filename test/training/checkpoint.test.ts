@@ -59,14 +59,41 @@ describe('checkpoints', () => {
     await expect(readCheckpoint(dir)).rejects.toThrow(`no checkpoint at ${file}`);
     await writeFile(file, 'hello, not a checkpoint');
     await expect(readCheckpoint(dir)).rejects.toThrow(`${file} is not a tfjs-ddp checkpoint`);
+    const damaged = `checkpoint ${file} is damaged (its checksum does not match: the file was edited or cut short): it cannot be resumed`;
     await writeCheckpoint(dir, sample(1));
     const bytes = readFileSync(file);
-    bytes[bytes.length - 5] ^= 0xff;
+    bytes[bytes.length - 40] ^= 0xff;
     await writeFile(file, bytes);
-    await expect(readCheckpoint(dir)).rejects.toThrow(/is damaged: the weights do not match/);
+    await expect(readCheckpoint(dir)).rejects.toThrow(damaged);
     await writeCheckpoint(dir, sample(1));
     await truncate(file, bytes.length - 4);
-    await expect(readCheckpoint(dir)).rejects.toThrow(/is damaged: expected \d+ bytes.*truncated/);
+    await expect(readCheckpoint(dir)).rejects.toThrow(damaged);
+  });
+
+  it('refuse a header edited in place (the step), with the same length', async () => {
+    const dir = join(work, 'edited');
+    await mkdir(dir);
+    await writeCheckpoint(dir, sample(245));
+    const file = join(dir, CHECKPOINT_FILE);
+    const text = readFileSync(file).toString('latin1');
+    expect(text).toContain('"step":245');
+    await writeFile(file, Buffer.from(text.replace('"step":245', '"step":999'), 'latin1'));
+    await expect(readCheckpoint(dir)).rejects.toThrow(
+      `checkpoint ${file} is damaged (its checksum does not match`,
+    );
+  });
+
+  it('refuse a checkpoint of the first format (header outside the checksum) as older', async () => {
+    const dir = join(work, 'v1');
+    await mkdir(dir);
+    await writeCheckpoint(dir, sample(2));
+    const file = join(dir, CHECKPOINT_FILE);
+    const bytes = readFileSync(file);
+    bytes.write('TFDDPCK1', 0, 'latin1');
+    await writeFile(file, bytes);
+    await expect(readCheckpoint(dir)).rejects.toThrow(
+      `checkpoint ${file} was written by an older version of tfjs-ddp (format 1)`,
+    );
   });
 
   it('survive a writer killed at any moment: the file is always a complete checkpoint', async () => {

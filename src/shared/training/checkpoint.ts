@@ -25,8 +25,12 @@ export interface Checkpoint {
 /** The file a run folder keeps its latest checkpoint in. */
 export const CHECKPOINT_FILE = 'checkpoint.ckpt';
 
-const MAGIC = Buffer.from('TFDDPCK1', 'latin1');
-const FORMAT_VERSION = 1;
+const MAGIC = Buffer.from('TFDDPCK2', 'latin1');
+/** The magic of the first format, whose header was outside the checksum. */
+const MAGIC_V1 = Buffer.from('TFDDPCK1', 'latin1');
+const FORMAT_VERSION = 2;
+/** The file ends with the sha256 of every byte before it. */
+const CHECKSUM_BYTES = 32;
 const SLOT_PREFIX = 'optimizer/';
 
 interface Header {
@@ -39,14 +43,14 @@ interface Header {
   optimizer: { kind: OptimizerState['kind']; iterations: number };
   /** The float32 arrays after the header, in order. */
   sections: { name: string; length: number }[];
-  payloadSha256: string;
 }
 
 /**
  * Writes `<dir>/checkpoint.ckpt` atomically (see writeFileAtomic), replacing the previous one
  * only once the new one is complete and on disk. Layout: 8 magic bytes, a u32 (LE) header
- * length, the JSON header, zero padding to a multiple of 4, then the float32 sections (weights,
- * then each optimiser slot) whose sha256 the header records. Returns the file's path.
+ * length, the JSON header, zero padding to a multiple of 4, the float32 sections (weights,
+ * then each optimiser slot), and the sha256 of all of that: an edit anywhere (the step in the
+ * header as much as a weight) or a cut is detected. Returns the file's path.
  */
 export async function writeCheckpoint(dir: string, ckpt: Checkpoint): Promise<string> {
   const arrays: [string, Float32Array][] = [
@@ -56,8 +60,6 @@ export async function writeCheckpoint(dir: string, ckpt: Checkpoint): Promise<st
     ),
   ];
   const payload = arrays.map(([, a]) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  const hash = createHash('sha256');
-  for (const p of payload) hash.update(p);
   const header: Header = {
     version: FORMAT_VERSION,
     step: ckpt.step,
@@ -67,20 +69,23 @@ export async function writeCheckpoint(dir: string, ckpt: Checkpoint): Promise<st
     architecture: ckpt.architecture,
     optimizer: { kind: ckpt.optimizer.kind, iterations: ckpt.optimizer.iterations },
     sections: arrays.map(([name, a]) => ({ name, length: a.length })),
-    payloadSha256: hash.digest('hex'),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const length = Buffer.alloc(4);
   length.writeUInt32LE(json.length);
   const padding = Buffer.alloc((4 - ((MAGIC.length + 4 + json.length) % 4)) % 4);
+  const chunks = [MAGIC, length, json, padding, ...payload];
+  const hash = createHash('sha256');
+  for (const chunk of chunks) hash.update(chunk);
   const path = join(dir, CHECKPOINT_FILE);
-  await writeFileAtomic(path, [MAGIC, length, json, padding, ...payload]);
+  await writeFileAtomic(path, [...chunks, hash.digest()]);
   return path;
 }
 
 /**
  * Reads the checkpoint of a run folder (or a checkpoint file given directly). Throws UserError
- * naming the file when it is missing, not a checkpoint, truncated or damaged (checksum).
+ * naming the file when it is missing, not a checkpoint, of the older format, or edited or
+ * truncated (the checksum over the whole file, checked before anything in it is believed).
  */
 export async function readCheckpoint(dirOrFile: string): Promise<Checkpoint> {
   const path = dirOrFile.endsWith('.ckpt') ? dirOrFile : join(dirOrFile, CHECKPOINT_FILE);
@@ -95,35 +100,30 @@ export async function readCheckpoint(dirOrFile: string): Promise<Checkpoint> {
         : `cannot read checkpoint ${path}: ${(err as Error).message}`,
     );
   }
-  const damaged = (what: string) => new UserError(`checkpoint ${path} is damaged: ${what}`);
-  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
+  const damaged = (what: string) =>
+    new UserError(`checkpoint ${path} is damaged (${what}): it cannot be resumed`);
+  const magic = bytes.subarray(0, MAGIC.length);
+  if (magic.equals(MAGIC_V1)) {
+    throw new UserError(
+      `checkpoint ${path} was written by an older version of tfjs-ddp (format 1); ` +
+        'continue that run with the version that wrote it, or start a new run',
+    );
+  }
+  if (bytes.length < MAGIC.length || !magic.equals(MAGIC)) {
     throw new UserError(`${path} is not a tfjs-ddp checkpoint`);
   }
-  const headerLength = bytes.readUInt32LE(MAGIC.length);
+  const body = bytes.subarray(0, Math.max(0, bytes.length - CHECKSUM_BYTES));
+  const sum = bytes.subarray(body.length);
+  if (body.length < MAGIC.length + 4 || !createHash('sha256').update(body).digest().equals(sum)) {
+    throw damaged('its checksum does not match: the file was edited or cut short');
+  }
+  // From here on the bytes are the ones writeCheckpoint wrote.
+  const headerLength = body.readUInt32LE(MAGIC.length);
   const headerStart = MAGIC.length + 4;
-  if (headerStart + headerLength > bytes.length) throw damaged('the header is cut off');
-  let header: Header;
-  try {
-    header = JSON.parse(bytes.subarray(headerStart, headerStart + headerLength).toString('utf8'));
-  } catch {
-    throw damaged('the header is not valid JSON');
-  }
-  if (header.version !== FORMAT_VERSION) {
-    throw new UserError(
-      `checkpoint ${path} has format ${header.version}, expected ${FORMAT_VERSION}`,
-    );
-  }
-  const payloadStart = Math.ceil((headerStart + headerLength) / 4) * 4;
-  const floats = header.sections.reduce((sum, s) => sum + s.length, 0);
-  if (payloadStart + floats * 4 !== bytes.length) {
-    throw damaged(
-      `expected ${payloadStart + floats * 4} bytes, found ${bytes.length} (truncated?)`,
-    );
-  }
-  const payload = bytes.subarray(payloadStart);
-  if (createHash('sha256').update(payload).digest('hex') !== header.payloadSha256) {
-    throw damaged('the weights do not match their checksum');
-  }
+  const header = JSON.parse(
+    body.subarray(headerStart, headerStart + headerLength).toString('utf8'),
+  ) as Header;
+  const payload = body.subarray(Math.ceil((headerStart + headerLength) / 4) * 4);
   const sections = new Map<string, Float32Array>();
   let offset = 0;
   for (const { name, length } of header.sections) {
