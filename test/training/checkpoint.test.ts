@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, truncate, watch, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import {
   readCheckpoint,
   writeCheckpoint,
 } from '../../src/shared/training/checkpoint.js';
+import { LOCK_FILE, RunFolderLock } from '../../src/shared/training/run-folder-lock.js';
 import { ensureBuilt } from '../cli/run-cli.js';
 
 let work: string;
@@ -124,4 +125,34 @@ describe('checkpoints', () => {
       expect(ckpt.optimizer.slots.momentum.every((w) => w === ckpt.step)).toBe(true);
     }
   });
+
+  it('leave, when SIGKILLed mid-write, a temporary file that the next owner of the folder removes', async () => {
+    const dir = join(work, 'killed-mid-write');
+    await mkdir(dir);
+    const floats = 16_000_000; // 64 MB of weights + 64 MB of momentum: a write takes a while
+    const child = spawn(process.execPath, [
+      join(import.meta.dirname, 'fixtures/checkpoint-writer.mjs'),
+      dir,
+      String(floats),
+    ]);
+    const closed = new Promise((resolve) => child.on('close', resolve));
+    // Kill as soon as the second checkpoint's temporary file is created (inotify), long before
+    // its 128 MB are written and renamed into place.
+    const watcher = watch(dir);
+    let written = 0;
+    child.stdout.on('data', (d) => (written = Number(String(d).trim().split('\n').pop())));
+    for await (const event of watcher) {
+      if (written >= 1 && event.filename?.startsWith(`.${CHECKPOINT_FILE}.tmp-`)) {
+        child.kill('SIGKILL');
+        break;
+      }
+    }
+    await closed;
+    const temps = (await readdir(dir)).filter((name) => name !== CHECKPOINT_FILE);
+    expect(temps).toHaveLength(1);
+    expect((await readCheckpoint(dir)).step).toBe(1);
+    const lock = await RunFolderLock.acquire(dir);
+    expect((await readdir(dir)).sort()).toEqual([CHECKPOINT_FILE, LOCK_FILE]);
+    await lock.release();
+  }, 60_000);
 });
