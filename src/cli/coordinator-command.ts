@@ -12,7 +12,7 @@ import { loadSecurity } from '../shared/distributed/security.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { observeSettings } from './observe-options.js';
-import { inRunFolder, resumedRunDir } from './run-flags.js';
+import { OwnedRunFolder } from './owned-run-folder.js';
 
 type CoordinatorFlags = FlagValues<(typeof COORDINATOR_COMMAND_FLAGS)[number]>;
 
@@ -28,25 +28,26 @@ export function registerCoordinatorCommand(program: Command): void {
       'coordinate a distributed run: admit --world-size workers (`tfjs-ddp worker`), plan their steps, write the run folder',
     );
   addFlags(command, COORDINATOR_COMMAND_FLAGS).action(async (_options, self: Command) => {
-    const resumeDir = await resumedRunDir(self);
-    const flags = readFlags(self, COORDINATOR_COMMAND_FLAGS);
-    const summary = await coordinate(flags, self, resumeDir);
-    process.stdout.write(
-      flags.json
-        ? `${JSON.stringify(summary)}\n`
-        : `trained ${summary.model} with ${summary.workers} workers for ${summary.steps} steps; run folder: ${summary.runDir}\n`,
-    );
+    const folder = await OwnedRunFolder.open(self);
+    try {
+      const flags = readFlags(self, COORDINATOR_COMMAND_FLAGS);
+      const summary = await coordinate(flags, folder);
+      process.stdout.write(
+        flags.json
+          ? `${JSON.stringify(summary)}\n`
+          : `trained ${summary.model} with ${summary.workers} workers for ${summary.steps} steps; run folder: ${summary.runDir}\n`,
+      );
+    } finally {
+      await folder.release();
+    }
   });
 }
 
-async function coordinate(
-  flags: CoordinatorFlags,
-  command: Command,
-  resumeDir: string | undefined,
-): Promise<TrainSummary> {
+async function coordinate(flags: CoordinatorFlags, folder: OwnedRunFolder): Promise<TrainSummary> {
+  const { resumeDir } = folder;
   const security = await loadSecurity(flags);
   const { config, resumeFrom } = await resolveDistributedConfig(flags, flags.worldSize, resumeDir);
-  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+  return folder.run(config.model, async (runDir) => {
     await initBackend(flags.backend as BackendRequest);
     const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
     try {

@@ -1,12 +1,11 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { DISTRIBUTED_FLAGS } from '../shared/config/command-flags.js';
 import { type FlagName, flagOf } from '../shared/config/flags.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import { createRunDir, latestRunDir } from '../shared/training/run-folder.js';
 import { isGiven } from './flag-options.js';
 
 /**
@@ -84,52 +83,4 @@ export async function restoreRunFlags(runDir: string, command: Command): Promise
       (kept.length > 0 ? ` and its flags ${kept.join(', ')}` : '') +
       (overridden.length > 0 ? `; overridden: ${overridden.join(', ')}` : ''),
   );
-}
-
-/**
- * The run folder `--resume` names (the latest under runs/ when it names none), with the run's
- * flags restored onto `command` (restoreRunFlags); undefined without --resume.
- */
-export async function resumedRunDir(command: Command): Promise<string | undefined> {
-  const resume = command.getOptionValue('resume') as string | true | undefined;
-  if (resume === undefined) return undefined;
-  const runDir = resume === true ? await latestRunDir() : resolve(resume);
-  const out = command.getOptionValue('out') as string | undefined;
-  if (out !== undefined && resolve(out) !== runDir) {
-    throw new UserError(`--out ${out} and --resume ${runDir}: a resumed run stays in its folder`);
-  }
-  await restoreRunFlags(runDir, command);
-  return runDir;
-}
-
-/**
- * Runs `run` in the run's folder: the resumed one, or a new one (`--out`, or under runs/) with
- * the flags that started it saved (saveRunFlags) and named in the run's first log line. A new
- * folder that is still empty when the run fails (bad data, an interruption before training)
- * is removed again, with an emptied runs/ above it: a failed start leaves nothing behind.
- */
-export async function inRunFolder<T>(
-  command: Command,
-  model: string,
-  resumeDir: string | undefined,
-  run: (runDir: string) => Promise<T>,
-): Promise<T> {
-  if (resumeDir !== undefined) {
-    await saveRunFlags(resumeDir, command);
-    return run(resumeDir);
-  }
-  const out = command.getOptionValue('out') as string | undefined;
-  const runDir = await createRunDir(model, out);
-  log().info({ runDir }, `run folder: ${runDir}`);
-  await saveRunFlags(runDir, command);
-  try {
-    return await run(runDir);
-  } catch (error) {
-    const left = await readdir(runDir).catch(() => [RUN_FLAGS_FILE]);
-    if (left.every((name) => name === RUN_FLAGS_FILE)) {
-      await rm(runDir, { recursive: true, force: true });
-      if (out === undefined) await rmdir(dirname(runDir)).catch(() => undefined);
-    }
-    throw error;
-  }
 }

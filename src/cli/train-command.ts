@@ -20,7 +20,7 @@ import { type Checkpoint, readCheckpoint } from '../shared/training/checkpoint.j
 import { formatDuration } from '../shared/training/training-progress.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { observeSettings } from './observe-options.js';
-import { inRunFolder, resumedRunDir } from './run-flags.js';
+import { OwnedRunFolder } from './owned-run-folder.js';
 
 type TrainCommandFlags = FlagValues<(typeof TRAIN_COMMAND_FLAGS)[number]>;
 
@@ -31,15 +31,21 @@ export function registerTrainCommand(program: Command): void {
       'train a model of the zoo on CIFAR-10 (in this process, or with --workers N processes)',
     );
   addFlags(command, TRAIN_COMMAND_FLAGS).action(async (_options, self: Command) => {
-    const resumeDir = await resumedRunDir(self);
-    const flags = readFlags(self, TRAIN_COMMAND_FLAGS);
-    const started = performance.now();
-    const distributed = flags.workers !== undefined || flags.gpus !== undefined;
-    const summary = distributed
-      ? await trainDistributed(flags, self, resumeDir)
-      : await train(flags, self, resumeDir);
-    const elapsed = (performance.now() - started) / 1000;
-    process.stdout.write(flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed));
+    const folder = await OwnedRunFolder.open(self);
+    try {
+      const flags = readFlags(self, TRAIN_COMMAND_FLAGS);
+      const started = performance.now();
+      const distributed = flags.workers !== undefined || flags.gpus !== undefined;
+      const summary = distributed
+        ? await trainDistributed(flags, folder)
+        : await train(flags, folder);
+      const elapsed = (performance.now() - started) / 1000;
+      process.stdout.write(
+        flags.json ? `${JSON.stringify(summary)}\n` : describe(summary, elapsed),
+      );
+    } finally {
+      await folder.release();
+    }
   });
 }
 
@@ -49,15 +55,15 @@ export function registerTrainCommand(program: Command): void {
  */
 async function trainDistributed(
   flags: TrainCommandFlags,
-  command: Command,
-  resumeDir: string | undefined,
+  folder: OwnedRunFolder,
 ): Promise<TrainSummary> {
+  const { resumeDir } = folder;
   if (flags.workers !== undefined) {
     checkWorkerCount(flags.workers, flags.allowOversubscribe ?? false);
   }
   const gpus = planGpus({ workers: flags.workers, gpus: flags.gpus, backend: flags.backend });
   const { config, resumeFrom } = await resolveDistributedConfig(flags, gpus.workers, resumeDir);
-  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+  return folder.run(config.model, async (runDir) => {
     const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
     try {
       return await trainWithWorkers(
@@ -79,11 +85,8 @@ async function trainDistributed(
   });
 }
 
-async function train(
-  flags: TrainCommandFlags,
-  command: Command,
-  resumeDir: string | undefined,
-): Promise<TrainSummary> {
+async function train(flags: TrainCommandFlags, folder: OwnedRunFolder): Promise<TrainSummary> {
+  const { resumeDir } = folder;
   if (flags.globalBatchSize !== undefined) {
     throw new UserError(
       '--global-batch-size is for distributed runs: give --workers N (or --gpus)',
@@ -97,7 +100,7 @@ async function train(
   } else {
     config = resolveTrainConfig(flags);
   }
-  return inRunFolder(command, config.model, resumeDir, async (runDir) => {
+  return folder.run(config.model, async (runDir) => {
     const backend = await initBackend(flags.backend as BackendRequest);
     const stop = gracefulStop('stopping after this step and writing a checkpoint');
     try {

@@ -141,7 +141,8 @@ export const FLAGS = {
   resume: flag({
     arg: '[dir]',
     description:
-      'continue the run in DIR (default: the latest under runs/), with its flags unless given again',
+      'continue the run in DIR (default: the latest under runs/), with its flags unless given again; ' +
+      'auto: continue the --out folder if it holds a checkpoint, else start a run there',
     schema: z.union([z.literal(true), text()]),
   }),
   json: flag({
