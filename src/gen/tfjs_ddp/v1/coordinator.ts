@@ -3212,6 +3212,9 @@ export const FetchCheckpointResponse: MessageFns<FetchCheckpointResponse> = {
  * The coordinator's service: admission, the control plane, data serving and
  * checkpoint transfer. (The star all-reduce is ReductionService, also hosted by
  * the coordinator process.)
+ * Every call but Join carries the credential Join issued (JoinResponse.credential)
+ * in its tfjs-ddp-credential metadata; without a valid one it is refused with
+ * UNAUTHENTICATED before the request is read.
  */
 export type CoordinatorServiceService = typeof CoordinatorServiceService;
 export const CoordinatorServiceService = {

@@ -455,7 +455,12 @@ export const PeerServiceService = {
    * that a timeout down the ring names the rank that stalled, not its victims).
    * Either side may send an Abort before closing.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk), FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream from the same rank), RESOURCE_EXHAUSTED (a
    * message over the receive limit).
@@ -481,7 +486,12 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
    * that a timeout down the ring names the rank that stalled, not its victims).
    * Either side may send an Abort before closing.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk), FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream from the same rank), RESOURCE_EXHAUSTED (a
    * message over the receive limit).
@@ -499,7 +509,12 @@ export interface PeerServiceClient extends Client {
    * that a timeout down the ring names the rank that stalled, not its victims).
    * Either side may send an Abort before closing.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk), FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream from the same rank), RESOURCE_EXHAUSTED (a
    * message over the receive limit).

@@ -345,7 +345,12 @@ export const ReductionServiceService = {
    * The service answers the hello with its own, then sends results; a worker
    * that gives up sends an Abort, and the service relays the reason to the others.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk, a length or operation that differs from another rank's),
    * FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream for the same rank), ABORTED (another rank's
@@ -372,7 +377,12 @@ export interface ReductionServiceServer extends UntypedServiceImplementation {
    * The service answers the hello with its own, then sends results; a worker
    * that gives up sends an Abort, and the service relays the reason to the others.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk, a length or operation that differs from another rank's),
    * FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream for the same rank), ABORTED (another rank's
@@ -391,7 +401,12 @@ export interface ReductionServiceClient extends Client {
    * The service answers the hello with its own, then sends results; a worker
    * that gives up sends an Abort, and the service relays the reason to the others.
    *
-   * Errors: INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
+   * The call carries the generation's credential (Membership.credential) in its
+   * tfjs-ddp-credential metadata.
+   *
+   * Errors: UNAUTHENTICATED (no valid credential of the current generation,
+   * checked before anything else: the message names no rank or generation),
+   * INVALID_ARGUMENT (unknown rank, first message not a hello, malformed
    * chunk, a length or operation that differs from another rank's),
    * FAILED_PRECONDITION (wrong generation, world size or protocol version),
    * ALREADY_EXISTS (a second stream for the same rank), ABORTED (another rank's
