@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import type { Compression } from '../shared/collectives/collective.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { GRADIENT_PROCESS_NODE_FLAGS } from '../shared/transport/grpc-settings.js';
@@ -13,7 +14,7 @@ interface AllreduceFlags {
   workers: string;
   sizes: string;
   algo: 'ring' | 'star';
-  compression: 'none' | 'bf16';
+  compression: Compression;
   iters?: string;
   chunkSize: string;
   timeout: string;
@@ -43,7 +44,7 @@ export function addAllreduceCommand(bench: Command): void {
     )
     .addOption(
       new Option('--compression <kind>', 'wire encoding of the values')
-        .choices(['none', 'bf16'])
+        .choices(['none', 'bf16', 'fp16'])
         .default('none'),
     )
     .option('--iters <k>', 'timed iterations per size (default: 20 up to 1M, 10 up to 16M, then 5)')

@@ -27,8 +27,8 @@ export interface ReductionError {
 
 /**
  * Checks every element of `data` against the sum over `worldSize` ranks of
- * fillPattern(round). Exact, except bf16 with more than 32 ranks, where partial
- * sums over 256 are rounded on the wire: then within the bound of that rounding.
+ * fillPattern(round). Exact, except bf16 with more than 32 ranks (fp16: 256), where partial
+ * sums over 256 (fp16: 2048) are rounded on the wire: then within the bound of that rounding.
  * Returns undefined when the result is right.
  */
 export function checkReduction(
@@ -37,7 +37,9 @@ export function checkReduction(
   round: number,
   compression: Compression,
 ): ReductionError | undefined {
-  const tolerance = compression === 'bf16' && 8 * worldSize > 256 ? (8 * worldSize ** 2) / 256 : 0;
+  // Integers up to 2^(significant bits) are exact: 256 in bf16, 2048 in fp16.
+  const exact = compression === 'bf16' ? 256 : compression === 'fp16' ? 2048 : Infinity;
+  const tolerance = 8 * worldSize > exact ? (8 * worldSize ** 2) / exact : 0;
   let first: ReductionError | undefined;
   let wrongCount = 0;
   for (let i = 0; i < data.length; i++) {

@@ -73,46 +73,56 @@ describe.each(IMPLEMENTATIONS)('$name', (impl) => {
     expect(released).toBe(true);
   });
 
-  it('with bf16 compression stays within bf16 tolerance and identical on all ranks', async () => {
-    const n = 4;
-    world = await impl.create(n, TUNING);
-    const size = 100_003;
-    const buffers = world.collectives.map((_, r) =>
-      Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37 + r) * 10 ** ((i % 7) - 3)),
-    );
-    const exact = new Float64Array(size);
-    const magnitude = new Float64Array(size);
-    for (const b of buffers) {
-      b.forEach((v, i) => {
-        exact[i] += v;
-        magnitude[i] += Math.abs(v);
-      });
-    }
-    await Promise.all(
-      world.collectives.map((c, r) => c.allReduceSum(buffers[r], { compression: 'bf16' })),
-    );
-    // At most n roundings to bf16 (8 significant bits, unit roundoff 2^-8), each
-    // of a partial sum no larger than the sum of magnitudes.
-    let worst = 0;
-    for (let i = 0; i < size; i++) {
-      worst = Math.max(worst, Math.abs(buffers[0][i] - exact[i]) / (n * 2 ** -8 * magnitude[i]));
-    }
-    expect(worst).toBeLessThanOrEqual(1);
-    expect(worst).toBeGreaterThan(0);
-    for (const b of buffers) expectSameValues(b, buffers[0]);
-  });
+  it.each([
+    ['bf16', 8, 0],
+    // fp16 keeps 11 significant bits down to 2^-14, then steps of 2^-24 (half of it per rounding).
+    ['fp16', 11, 2 ** -25],
+  ] as const)(
+    'with %s compression stays within its tolerance and identical on all ranks',
+    async (compression, bits, floor) => {
+      const n = 4;
+      world = await impl.create(n, TUNING);
+      const size = 100_003;
+      const buffers = world.collectives.map((_, r) =>
+        Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37 + r) * 10 ** ((i % 7) - 3)),
+      );
+      const exact = new Float64Array(size);
+      const magnitude = new Float64Array(size);
+      for (const b of buffers) {
+        b.forEach((v, i) => {
+          exact[i] += v;
+          magnitude[i] += Math.abs(v);
+        });
+      }
+      await Promise.all(
+        world.collectives.map((c, r) => c.allReduceSum(buffers[r], { compression })),
+      );
+      // At most n roundings to `bits` significant bits (unit roundoff 2^-bits), each
+      // of a partial sum no larger than the sum of magnitudes.
+      let worst = 0;
+      for (let i = 0; i < size; i++) {
+        worst = Math.max(
+          worst,
+          Math.abs(buffers[0][i] - exact[i]) / (n * (2 ** -bits * magnitude[i] + floor)),
+        );
+      }
+      expect(worst).toBeLessThanOrEqual(1);
+      expect(worst).toBeGreaterThan(0);
+      for (const b of buffers) expectSameValues(b, buffers[0]);
+    },
+  );
 
   it('counts the bytes it sends', async () => {
     const n = 4;
     world = await impl.create(n, TUNING);
     const size = 1_000_003;
     const collectives = world.collectives;
-    for (const compression of ['none', 'bf16'] as const) {
+    for (const compression of ['none', 'bf16', 'fp16'] as const) {
       const before = collectives.map((c) => c.stats.bytesSent);
       await Promise.all(
         collectives.map((c, r) => c.allReduceSum(rankData(r, size), { compression })),
       );
-      const width = compression === 'bf16' ? 2 : 4;
+      const width = compression === 'none' ? 4 : 2;
       collectives.forEach((c, r) => {
         const sent = c.stats.bytesSent - before[r];
         if (impl.algorithm === 'star') {

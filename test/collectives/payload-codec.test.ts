@@ -5,11 +5,13 @@ import {
   addPayload,
   decodePayload,
   encodePayload,
-  roundToBf16,
+  fp16Bits,
+  fp16ToF32Bits,
 } from '../../src/shared/collectives/payload-codec.js';
 
 const BF16 = Encoding.ENCODING_BF16_LE;
 const F32 = Encoding.ENCODING_FLOAT32_LE;
+const FP16 = Encoding.ENCODING_FP16_LE;
 
 function bf16(values: number[]): number[] {
   return Array.from(decodePayload(encodePayload(Float32Array.from(values), BF16), BF16));
@@ -36,11 +38,51 @@ describe('payload codec', () => {
     expect(nan).toBeNaN();
   });
 
-  it('rounds in place exactly as the wire does', () => {
-    const values = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 1e3);
-    const wire = bf16(Array.from(values));
-    roundToBf16(values);
-    expect(Array.from(values)).toEqual(wire);
+  it('rounds to the nearest fp16, ties to even, subnormals kept, overflow to infinity', () => {
+    const fp16 = (values: number[]) =>
+      Array.from(decodePayload(encodePayload(Float32Array.from(values), FP16), FP16));
+    const ulp = 2 ** -10; // spacing of fp16 just above 1
+    expect(fp16([1, 1 + ulp / 2, 1 + (3 * ulp) / 2, 1 + ulp * 0.75, -2.5])).toEqual([
+      1,
+      1, // tie: 1 has an even significand
+      1 + 2 * ulp,
+      1 + ulp,
+      -2.5,
+    ]);
+    const tiny = 2 ** -24; // the smallest subnormal
+    expect(
+      fp16([tiny, tiny / 2, (3 * tiny) / 2, tiny * 0.51, 2 ** -14, 2 ** -14 - tiny / 4]),
+    ).toEqual([tiny, 0, 2 * tiny, tiny, 2 ** -14, 2 ** -14]);
+    expect(fp16([65504, 65519.99, 65520, 1e6, -Infinity])).toEqual([
+      65504,
+      65504,
+      Infinity,
+      Infinity,
+      -Infinity,
+    ]);
+    expect(fp16([NaN])[0]).toBeNaN();
+  });
+
+  it('decodes every fp16 bit pattern to its IEEE value', () => {
+    const asFloat = (bits: number) => new Float32Array(Uint32Array.of(bits).buffer)[0];
+    for (let h = 0; h < 0x10000; h++) {
+      const e = (h >> 10) & 31;
+      const m = h & 1023;
+      const sign = h & 0x8000 ? -1 : 1;
+      const value = asFloat(fp16ToF32Bits(h));
+      if (e === 31 && m !== 0) expect(value).toBeNaN();
+      else {
+        const expected =
+          e === 31
+            ? sign * Infinity
+            : e === 0
+              ? sign * m * 2 ** -24
+              : sign * 2 ** (e - 15) * (1 + m / 1024);
+        expect(Object.is(value, expected) || value === expected).toBe(true);
+      }
+      // Every finite fp16 value encodes back to itself.
+      if (e !== 31) expect(fp16Bits(fp16ToF32Bits(h))).toBe(h);
+    }
   });
 
   it('encodes float32 as little-endian bytes and decodes them from unaligned buffers', () => {

@@ -1,10 +1,13 @@
 import type { TransportStats } from '../transport/transport.js';
 
 /** How an all-reduce encodes values on the wire. Sums are accumulated in float32 either way. */
-export type Compression = 'none' | 'bf16';
+export type Compression = 'none' | 'bf16' | 'fp16';
 
 export interface AllReduceOptions {
-  /** 'bf16' halves the bytes on the wire (round to nearest even); default 'none'. */
+  /**
+   * 'bf16' and 'fp16' halve the bytes on the wire (round to nearest even; fp16 overflows to
+   * infinity above 65504, the caller scales); default 'none'.
+   */
   compression?: Compression;
   /** The caller's label for the operation (the gradient bucket), checked across ranks. */
   bucket?: number;

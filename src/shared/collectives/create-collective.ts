@@ -9,6 +9,7 @@ import { type Collective, DEFAULT_CHUNK_BYTES } from './collective.js';
 import { RingCollective } from './ring-collective.js';
 import type { SequencedCollective } from './sequenced-collective.js';
 import { StarCollective } from './star-collective.js';
+import { loadWasmCodec } from './wasm-codec.js';
 
 export const COLLECTIVE_NAMES = ['ring', 'star'] as const;
 export type CollectiveName = (typeof COLLECTIVE_NAMES)[number];
@@ -59,6 +60,7 @@ export async function createCollective(
   if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
     throw new UserError(`rank ${rank} is not in 0..${worldSize - 1}`);
   }
+  await loadWasmCodec();
   const membership = { rank, worldSize, generation };
   const tuning = { timeoutMs, chunkBytes: setup.chunkBytes ?? DEFAULT_CHUNK_BYTES };
   if (worldSize === 1) {

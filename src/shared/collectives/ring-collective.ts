@@ -1,6 +1,6 @@
 import { CollectiveOp, Encoding, Phase } from '../../gen/tfjs_ddp/v1/collective.js';
 import type { ChunkExpectation } from '../transport/transport.js';
-import { addPayload, copyPayload, roundToBf16, sendPayload } from './payload-codec.js';
+import { addPayload, copyPayload, encodePayload, sendPayload } from './payload-codec.js';
 import { type OpContext, SequencedCollective } from './sequenced-collective.js';
 
 /**
@@ -12,9 +12,9 @@ import { type OpContext, SequencedCollective } from './sequenced-collective.js';
  * into chunks and pipelined: chunk c of a step leaves as soon as chunk c of the
  * previous step has arrived, so the steps overlap.
  *
- * With bf16 compression every hop carries bf16 and every addition is done in
- * float32; the rank that completes a sum rounds it to bf16 before passing it on,
- * so all ranks end with bit-identical values.
+ * With bf16 or fp16 compression every hop carries 16-bit values and every addition
+ * is done in float32; the rank that completes a sum keeps what it sends (the sum
+ * rounded to 16 bits), so all ranks end with bit-identical values.
  *
  * The first chunk of the last reduce-scatter step (n-2) carries a sum started by rank
  * rank-(n-1) and passed on by every rank between: its arrival proves that every other rank
@@ -71,8 +71,11 @@ export class RingCollective extends SequencedCollective {
           if (t > 0) await received.reach(doneBefore[t - 1] + c + 1);
           const e = expectation(t, c, seg);
           const values = data.subarray(e.offset, e.offset + e.elementCount);
-          if (t === n - 1 && ctx.encoding === Encoding.ENCODING_BF16_LE) roundToBf16(values);
-          const payload = sendPayload(values, ctx.encoding);
+          const rounds = t === n - 1 && ctx.encoding !== Encoding.ENCODING_FLOAT32_LE;
+          const payload = rounds
+            ? encodePayload(values, ctx.encoding)
+            : sendPayload(values, ctx.encoding);
+          if (rounds) copyPayload(values, payload, ctx.encoding);
           await this.transport.send(this.chunk(e, payload), ctx.timeoutMs);
         }
       }

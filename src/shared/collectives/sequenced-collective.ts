@@ -6,6 +6,7 @@ import type {
   Collective,
   CollectiveMembership,
   CollectiveTuning,
+  Compression,
 } from './collective.js';
 
 const NO_PADDING = new Uint8Array(0);
@@ -115,8 +116,7 @@ export abstract class SequencedCollective implements Collective {
     // Taken synchronously, so that the call order fixes the sequence.
     return {
       sequence: this.nextSequence++,
-      encoding:
-        opts.compression === 'bf16' ? Encoding.ENCODING_BF16_LE : Encoding.ENCODING_FLOAT32_LE,
+      encoding: WIRE_ENCODING[opts.compression ?? 'none'],
       bucket: opts.bucket ?? 0,
       timeoutMs: this.tuning.timeoutMs,
       peersReady: opts.onPeersReady,
@@ -144,3 +144,9 @@ export abstract class SequencedCollective implements Collective {
     }
   }
 }
+
+const WIRE_ENCODING: Record<Compression, Encoding> = {
+  none: Encoding.ENCODING_FLOAT32_LE,
+  bf16: Encoding.ENCODING_BF16_LE,
+  fp16: Encoding.ENCODING_FP16_LE,
+};

@@ -19,8 +19,8 @@ export class StarOp {
   private readonly spans: [number, number][] = [];
   /** Next chunk index expected from each rank. */
   readonly next: number[];
-  /** All-reduce: decoded contributions of each unfinished chunk, by rank. */
-  readonly parts = new Map<number, Float32Array[]>();
+  /** All-reduce: the payloads of each unfinished chunk, by rank. */
+  readonly parts = new Map<number, Uint8Array[]>();
   doneElements = 0;
   doneChunks = 0;
   /** Broadcast: root chunks held until every other rank has joined. */

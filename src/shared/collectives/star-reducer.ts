@@ -8,7 +8,7 @@ import {
   ProtocolError,
   type TransportError,
 } from '../transport/errors.js';
-import { decodePayload, sendPayload } from './payload-codec.js';
+import { addPayload, decodePayload, sendPayload } from './payload-codec.js';
 import { contributionProblem, StarOp } from './star-op.js';
 
 /** How the reducer reaches one worker (a gRPC stream, or an in-memory pipe in tests). */
@@ -160,14 +160,12 @@ export class StarReducer {
     op.parts.set(index, parts);
     // No copy: the payload is this chunk's own (a frame grpc-js allocated for it,
     // or the in-memory transport's copy), and nothing else reads it.
-    parts[rank] = decodePayload(chunk.payload, chunk.encoding);
+    parts[rank] = chunk.payload;
     if (Object.keys(parts).length < this.worldSize) return;
     op.parts.delete(index);
-    const sum = parts[0];
-    for (let r = 1; r < this.worldSize; r++) {
-      const values = parts[r];
-      for (let i = 0; i < sum.length; i++) sum[i] += values[i];
-    }
+    // Rank 0's part as float32 (a view of its frame, or decoded), the others added in rank order.
+    const sum = decodePayload(parts[0], chunk.encoding);
+    for (let r = 1; r < this.worldSize; r++) addPayload(sum, parts[r], chunk.encoding);
     // A view: the endpoints encode or only read it, and `sum` is not touched again.
     const payload = sendPayload(sum, chunk.encoding);
     this.sendToAll({ ...chunk, phase: Phase.PHASE_RESULT, senderRank: 0, payload }, -1);

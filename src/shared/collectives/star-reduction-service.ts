@@ -12,6 +12,7 @@ import type { ServiceRegistrar } from '../transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../transport/grpc-settings.js';
 import { refuseCall } from '../transport/refuse-call.js';
 import { type StarEndpoint, StarReducer } from './star-reducer.js';
+import { loadWasmCodec } from './wasm-codec.js';
 
 type ReduceCall = ServerDuplexStream<ReduceRequest, ReduceResponse>;
 
@@ -52,7 +53,11 @@ export class StarReductionService implements ServiceRegistrar {
   /** The result chunk the reducer sends to every rank, encoded once for all of them. */
   private readonly messages = new WeakMap<Chunk, ReturnType<typeof chunkMessage>>();
 
-  constructor(private readonly opts: StarReductionOptions) {}
+  constructor(private readonly opts: StarReductionOptions) {
+    // The SIMD sums are ready long before the first chunk; until then (or if they
+    // cannot load) the JavaScript loops compute the same bits.
+    loadWasmCodec().catch(() => undefined);
+  }
 
   addToServer(server: Server): void {
     server.addService(REDUCTION_SERVICE, { reduce: (call: ReduceCall) => this.greet(call) });

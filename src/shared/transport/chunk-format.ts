@@ -7,6 +7,7 @@ export function bytesPerElement(encoding: Encoding): number {
     case Encoding.ENCODING_FLOAT32_LE:
       return 4;
     case Encoding.ENCODING_BF16_LE:
+    case Encoding.ENCODING_FP16_LE:
       return 2;
     default:
       return 0;
@@ -30,6 +31,7 @@ const PHASE_NAMES: Record<number, string> = {
 const ENCODING_NAMES: Record<number, string> = {
   [Encoding.ENCODING_FLOAT32_LE]: 'float32',
   [Encoding.ENCODING_BF16_LE]: 'bf16',
+  [Encoding.ENCODING_FP16_LE]: 'fp16',
 };
 
 type OpFields = Pick<ChunkExpectation, 'sequence' | 'op' | 'totalElements' | 'bucket' | 'rootRank'>;

@@ -21,6 +21,12 @@ export enum Encoding {
    * little-endian, 2 bytes per element. Sums are still accumulated in float32.
    */
   ENCODING_BF16_LE = 2,
+  /**
+   * ENCODING_FP16_LE - IEEE-754 binary16 (rounded to nearest even, subnormals kept), little-endian,
+   * 2 bytes per element; the sender scales values into its range (see
+   * comm-hooks.ts). Sums are still accumulated in float32.
+   */
+  ENCODING_FP16_LE = 3,
 }
 
 /** The collective operation a chunk belongs to. */
