@@ -1,6 +1,6 @@
 import { DEFAULT_FIRST_BUCKET_BYTES } from '../shared/collectives/bucket-plan.js';
-import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
+import type { GradCompression } from '../shared/collectives/grad-compression.js';
 import type { FlagValues } from '../shared/config/flags.js';
 import { resolveTrainConfig, type TrainFlags } from '../shared/config/resolve-train-config.js';
 import { resumeTrainConfig } from '../shared/config/resume-train-config.js';
@@ -22,7 +22,7 @@ export interface DistributedConfig {
 /** How a distributed run moves its gradients and how long it waits (from the schema's flags). */
 export interface DistributedSettings {
   allReduce: CollectiveName;
-  compression: Compression;
+  compression: GradCompression;
   firstBucketBytes: number;
   bucketBytes: number;
   fingerprintEvery: number;

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Compression } from '../shared/collectives/collective.js';
 import type { CollectiveName } from '../shared/collectives/create-collective.js';
+import type { GradCompression } from '../shared/collectives/grad-compression.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
 import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
@@ -66,7 +66,7 @@ export interface WorldRun {
   /** Compare the replicas' fingerprints every K steps and after the last (0: never). */
   fingerprintEvery: number;
   /** How gradients travel between processes; absent in a world of one. */
-  allReduce?: { mode: CollectiveName; compression: Compression };
+  allReduce?: { mode: CollectiveName; compression: GradCompression };
   /** Once aborted (reason: the signal's name), the run stops after the current step. */
   signal?: AbortSignal;
   /** Told of the run's events (the dashboard, /metrics, the trace). */

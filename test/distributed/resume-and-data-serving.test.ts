@@ -76,6 +76,38 @@ describe('--resume of a distributed run', () => {
     ]);
   });
 
+  it('carries PowerSGD state (error feedback, warm-start Q) through the checkpoint', async () => {
+    const powerSgd = ['--grad-compression', 'powersgd:2'];
+    const straight = join(work, 'powersgd-uninterrupted');
+    await train([...run(8), ...powerSgd, '--workers', '2', '--out', straight]);
+    const out = join(work, 'powersgd-resumed');
+    await train([...run(4), ...powerSgd, '--workers', '3', '--out', out]);
+    const halfway = await readCheckpoint(out);
+    const slots = Object.keys(halfway.optimizer.slots).filter((s) => s.startsWith('comm/'));
+    expect(slots.sort()).toEqual(['comm/powersgd/error-sum', 'comm/powersgd/q']);
+    const errorSum = halfway.optimizer.slots['comm/powersgd/error-sum'];
+    expect(errorSum.some((e) => e !== 0)).toBe(true);
+    await train([
+      '--resume',
+      out,
+      '--steps',
+      '8',
+      ...powerSgd,
+      '--workers',
+      '2',
+      '--backend',
+      'wasm',
+    ]);
+    // PowerSGD's result depends on the sum of the ranks' errors only, which the checkpoint
+    // keeps: the resumed run (3 workers, then 2) ends where the uninterrupted one does, far
+    // closer to it than the compressed run is to the float32 run.
+    const resumed = await finalWeights(out);
+    const compressed = await finalWeights(straight);
+    const drift = relativeError(resumed, compressed);
+    expect(drift).toBeLessThan(1e-5);
+    expect(drift).toBeLessThan(relativeError(compressed, uninterrupted) / 10);
+  });
+
   it('refuses a per-worker batch that would change the global batch', async () => {
     const out = join(work, 'resumed');
     const result = await runCli([

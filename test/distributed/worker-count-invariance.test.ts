@@ -102,6 +102,37 @@ describe('N workers train the weights one process trains', () => {
   });
 });
 
+describe('compressed gradients keep the replicas identical', () => {
+  // The coordinator compares the replicas' weight fingerprints after every step and fails the
+  // run on any difference; the compressed runs are approximations of the float32 run.
+  it.each([
+    ['fp16', 'ring', 1e-2],
+    ['powersgd:2', 'ring', 0.5],
+    ['powersgd:2', 'star', 0.5],
+  ])('%s over the %s all-reduce', async (compression, mode, tolerance) => {
+    const out = join(work, `${compression.replace(':', '-')}-${mode}`);
+    const { summary } = await train([
+      ...common(),
+      '--workers',
+      '2',
+      '--global-batch-size',
+      '25',
+      '--allreduce',
+      mode,
+      '--grad-compression',
+      compression,
+      '--fingerprint-every',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(summary).toMatchObject({ workers: 2, steps: STEPS });
+    const error = relativeError(await finalWeights(out), reference);
+    expect(error).toBeGreaterThan(0);
+    expect(error).toBeLessThan(tolerance);
+  });
+});
+
 describe('a gradient that is not finite', () => {
   // A rate of 1e38 blows the weights up after step 1: from then on the loss is not finite.
   // One policy for one process and for N: skip the step on every replica, and after 10 in a

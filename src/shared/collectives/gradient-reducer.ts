@@ -2,7 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { UserError } from '../errors.js';
 import { type Bucket, planBuckets } from './bucket-plan.js';
 import type { Collective } from './collective.js';
-import { allReduceHook, type CommHook } from './comm-hooks.js';
+import type { CommHook } from './comm-hook.js';
+import { allReduceHook } from './comm-hooks.js';
 
 export interface GradientReducerOptions {
   /** Elements of every trainable weight, in the order of the flat gradient. */
@@ -116,7 +117,7 @@ export class GradientReducer {
       spans.push(span);
       const done: Promise<void> = this.hook(values, {
         collective: this.collective,
-        bucketIndex: bucket.index,
+        bucket,
         onPeersReady,
       }).then(() => {
         span[1] = performance.now();

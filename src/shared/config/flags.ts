@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { BACKEND_REQUESTS } from '../backend/select-backend.js';
 import { COLLECTIVE_NAMES } from '../collectives/create-collective.js';
+import {
+  DEFAULT_POWERSGD_RANK,
+  GRAD_COMPRESSION_HELP,
+  gradCompressionSchema,
+} from '../collectives/grad-compression.js';
 import { DATA_FROM } from '../distributed/run-settings.js';
 import { MODEL_NAMES } from '../models/zoo.js';
 import { decimal, oneOf, onOff, raw, text, whole } from './flag-values.js';
@@ -166,9 +171,11 @@ export const FLAGS = {
   }),
   gradCompression: flag({
     arg: '<kind>',
-    description: 'gradients on the wire: none (float32) or bf16 (half the bytes)',
-    schema: oneOf('compression', ['none', 'bf16']),
-    choices: ['none', 'bf16'],
+    description:
+      'gradients on the wire: none (float32), bf16 or fp16 (half the bytes; fp16 scaled), ' +
+      `powersgd[:RANK] (rank-RANK approximation with error feedback, default rank ${DEFAULT_POWERSGD_RANK})`,
+    schema: gradCompressionSchema,
+    choices: GRAD_COMPRESSION_HELP,
     default: 'none',
   }),
   bucketSizeMb: flag({

@@ -5,8 +5,11 @@ import {
   GradCompression,
   type RunConfig,
 } from '../../gen/tfjs_ddp/v1/coordinator.js';
-import type { Compression } from '../collectives/collective.js';
 import type { CollectiveName } from '../collectives/create-collective.js';
+import {
+  type GradCompression as CompressionSetting,
+  powerSgdRank,
+} from '../collectives/grad-compression.js';
 import { parseTrainConfig, type TrainConfig } from '../config/train-config.js';
 import { UserError } from '../errors.js';
 
@@ -35,7 +38,7 @@ export interface RunSettings {
   startStep: number;
   resume: boolean;
   allReduce: CollectiveName;
-  compression: Compression;
+  compression: CompressionSetting;
   firstBucketBytes: number;
   bucketBytes: number;
   chunkBytes: number;
@@ -75,10 +78,8 @@ export function encodeRunSettings(s: RunSettings): RunConfig {
       s.allReduce === 'star'
         ? AllReduceMode.ALL_REDUCE_MODE_STAR
         : AllReduceMode.ALL_REDUCE_MODE_RING,
-    gradCompression:
-      s.compression === 'bf16'
-        ? GradCompression.GRAD_COMPRESSION_BF16
-        : GradCompression.GRAD_COMPRESSION_NONE,
+    gradCompression: COMPRESSION_CODE[s.compression.split(':')[0]],
+    powersgdRank: powerSgdRank(s.compression) ?? 0,
     firstBucketBytes: s.firstBucketBytes,
     bucketBytes: s.bucketBytes,
     chunkBytes: s.chunkBytes,
@@ -115,7 +116,12 @@ export function decodeRunSettings(c: RunConfig | undefined): RunSettings {
   const parsed = parseTrainConfig(extra.train);
   if (!parsed.ok) throw bad(`${parsed.issues[0].path}: ${parsed.issues[0].message}`);
   const allReduce = ALL_REDUCE[c.allReduce];
-  const compression = COMPRESSION[c.gradCompression];
+  const compression =
+    c.gradCompression === GradCompression.GRAD_COMPRESSION_POWERSGD
+      ? c.powersgdRank >= 1
+        ? (`powersgd:${c.powersgdRank}` as const)
+        : undefined
+      : COMPRESSION[c.gradCompression];
   const dataFrom = SOURCE[c.dataSource];
   if (!allReduce || !compression || !dataFrom) {
     throw bad(
@@ -146,9 +152,17 @@ const ALL_REDUCE: Partial<Record<AllReduceMode, CollectiveName>> = {
   [AllReduceMode.ALL_REDUCE_MODE_RING]: 'ring',
   [AllReduceMode.ALL_REDUCE_MODE_STAR]: 'star',
 };
-const COMPRESSION: Partial<Record<GradCompression, Compression>> = {
+const COMPRESSION: Partial<Record<GradCompression, CompressionSetting>> = {
   [GradCompression.GRAD_COMPRESSION_NONE]: 'none',
   [GradCompression.GRAD_COMPRESSION_BF16]: 'bf16',
+  [GradCompression.GRAD_COMPRESSION_FP16]: 'fp16',
+};
+/** By the setting's kind (the text before any ':'). */
+const COMPRESSION_CODE: Record<string, GradCompression> = {
+  none: GradCompression.GRAD_COMPRESSION_NONE,
+  bf16: GradCompression.GRAD_COMPRESSION_BF16,
+  fp16: GradCompression.GRAD_COMPRESSION_FP16,
+  powersgd: GradCompression.GRAD_COMPRESSION_POWERSGD,
 };
 const SOURCE: Partial<Record<DataSource, DataFrom>> = {
   [DataSource.DATA_SOURCE_LOCAL]: 'local',

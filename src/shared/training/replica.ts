@@ -8,8 +8,10 @@ import type {
   StepMetrics,
   StepPlan,
 } from '../../gen/tfjs_ddp/v1/coordinator.js';
-import type { Collective, Compression } from '../collectives/collective.js';
-import { commHook } from '../collectives/comm-hooks.js';
+import type { Collective } from '../collectives/collective.js';
+import type { CommHook, CommHookState } from '../collectives/comm-hook.js';
+import { createCommHook } from '../collectives/comm-hooks.js';
+import type { GradCompression } from '../collectives/grad-compression.js';
 import { GradientReducer } from '../collectives/gradient-reducer.js';
 import type { TrainConfig } from '../config/train-config.js';
 import type { SampleSource } from '../data/sample-source.js';
@@ -17,13 +19,14 @@ import type { ReplicaState } from '../distributed/state-parts.js';
 import { UserError } from '../errors.js';
 import { wallClockAt, wallClockMs } from '../observe/wall-clock.js';
 import { type EvalSums, Evaluator, mergeEvalSums } from './evaluator.js';
+import type { OptimizerState } from './optimizer.js';
 import { TrainStep } from './train-step.js';
 import { weightsFingerprint } from './weights-fingerprint.js';
 
 /** What a replica trains with (a worker's RunSettings, or the coordinator's own settings). */
 export interface ReplicaOptions {
   train: TrainConfig;
-  compression: Compression;
+  compression: GradCompression;
   /** 0: the reducer's default. */
   firstBucketBytes: number;
   bucketBytes: number;
@@ -41,6 +44,8 @@ export interface ReplicaOptions {
 export class Replica {
   readonly trainStep: TrainStep;
   private readonly evaluator: Evaluator;
+  /** How gradients travel (--grad-compression); its state outlives membership changes. */
+  private readonly comm: { hook: CommHook; state?: CommHookState };
   private collective: Collective | undefined;
   private reducer: GradientReducer | undefined;
   /** BatchNorm statistics changed since they were last averaged (the same on every rank). */
@@ -62,6 +67,7 @@ export class Replica {
       seed: train.seed,
     });
     this.evaluator = new Evaluator(model);
+    this.comm = createCommHook(settings.compression, this.trainStep.trainableLayout.shapes);
   }
 
   /** Uses `collective` (this membership generation's) from now on. */
@@ -71,7 +77,7 @@ export class Replica {
       parameterSizes: this.trainStep.trainableLayout.sizes,
       firstBucketBytes: this.settings.firstBucketBytes || undefined,
       bucketBytes: this.settings.bucketBytes || undefined,
-      hook: commHook(this.settings.compression),
+      hook: this.comm.hook,
     });
   }
 
@@ -193,11 +199,17 @@ export class Replica {
   /** The state for a checkpoint when this rank is the sender, else undefined. */
   async checkpoint(cmd: CheckpointCommand): Promise<ReplicaState | undefined> {
     if (cmd.averageBatchNormStats) await this.averageMovingStats();
+    // Every rank takes part: the hook's state may need a collective operation.
+    const comm = cmd.includeOptimizerState
+      ? await this.comm.state?.exportState(this.need())
+      : undefined;
     this.idleSince = performance.now();
     if (cmd.senderRank !== this.need().rank) return undefined;
     return {
       weights: this.trainStep.getWeights(),
-      optimizer: cmd.includeOptimizerState ? this.trainStep.exportOptimizerState() : undefined,
+      optimizer: cmd.includeOptimizerState
+        ? withCommState(this.trainStep.exportOptimizerState(), comm ?? {})
+        : undefined,
     };
   }
 
@@ -232,7 +244,11 @@ export class Replica {
       );
     }
     this.trainStep.setWeights(state.weights);
-    if (state.optimizer) this.trainStep.importOptimizerState(state.optimizer);
+    if (state.optimizer) {
+      const { optimizer, comm } = splitCommState(state.optimizer);
+      this.trainStep.importOptimizerState(optimizer);
+      this.comm.state?.importState(comm, this.need().worldSize);
+    }
   }
 
   private need(): Collective {
@@ -240,4 +256,33 @@ export class Replica {
       throw new UserError('the coordinator sent a command before the membership');
     return this.collective;
   }
+}
+
+/**
+ * The communication hook's state (PowerSGD's) travels in checkpoints as optimiser slots under
+ * this prefix: like the optimiser's, it is per-run training state that a resume must restore,
+ * and the checkpoint file and the state transfer carry named slots of any length.
+ */
+const COMM_SLOT_PREFIX = 'comm/';
+
+function withCommState(
+  optimizer: OptimizerState,
+  comm: Readonly<Record<string, Float32Array>>,
+): OptimizerState {
+  const slots = { ...optimizer.slots };
+  for (const [name, data] of Object.entries(comm)) slots[COMM_SLOT_PREFIX + name] = data;
+  return { ...optimizer, slots };
+}
+
+function splitCommState(saved: OptimizerState): {
+  optimizer: OptimizerState;
+  comm: Record<string, Float32Array>;
+} {
+  const slots: Record<string, Float32Array> = {};
+  const comm: Record<string, Float32Array> = {};
+  for (const [name, data] of Object.entries(saved.slots)) {
+    if (name.startsWith(COMM_SLOT_PREFIX)) comm[name.slice(COMM_SLOT_PREFIX.length)] = data;
+    else slots[name] = data;
+  }
+  return { optimizer: { ...saved, slots }, comm };
 }

@@ -37,6 +37,10 @@ export enum GradCompression {
   GRAD_COMPRESSION_UNSPECIFIED = 0,
   GRAD_COMPRESSION_NONE = 1,
   GRAD_COMPRESSION_BF16 = 2,
+  /** GRAD_COMPRESSION_FP16 - float16 with a dynamic scale (like a loss scale). */
+  GRAD_COMPRESSION_FP16 = 3,
+  /** GRAD_COMPRESSION_POWERSGD - PowerSGD of rank RunConfig.powersgd_rank, with error feedback. */
+  GRAD_COMPRESSION_POWERSGD = 4,
 }
 
 export enum DataSource {
@@ -139,6 +143,8 @@ export interface RunConfig {
   trainingConfigJson: string;
   /** Training is resumed from a checkpoint: fetch it with FetchCheckpoint. */
   resume: boolean;
+  /** The rank of PowerSGD's approximation (with GRAD_COMPRESSION_POWERSGD). */
+  powersgdRank: number;
 }
 
 export interface ControlRequest {
@@ -733,6 +739,7 @@ function createBaseRunConfig(): RunConfig {
     maxMessageBytes: 0,
     trainingConfigJson: "",
     resume: false,
+    powersgdRank: 0,
   };
 }
 
@@ -791,6 +798,9 @@ export const RunConfig: MessageFns<RunConfig> = {
     }
     if (message.resume !== false) {
       writer.uint32(144).bool(message.resume);
+    }
+    if (message.powersgdRank !== 0) {
+      writer.uint32(152).uint32(message.powersgdRank);
     }
     return writer;
   },
@@ -952,6 +962,14 @@ export const RunConfig: MessageFns<RunConfig> = {
             message.resume = reader.bool();
             continue;
           }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.powersgdRank = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -987,6 +1005,7 @@ export const RunConfig: MessageFns<RunConfig> = {
     message.maxMessageBytes = object.maxMessageBytes ?? 0;
     message.trainingConfigJson = object.trainingConfigJson ?? "";
     message.resume = object.resume ?? false;
+    message.powersgdRank = object.powersgdRank ?? 0;
     return message;
   },
 };
