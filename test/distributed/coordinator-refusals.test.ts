@@ -93,7 +93,7 @@ describe('Join', () => {
     expect(refusal(version.error)).toEqual([
       'FAILED_PRECONDITION',
       expect.stringMatching(
-        /^protocol version differs: the worker speaks version 2, the coordinator 1/,
+        `protocol version differs: the worker speaks version ${PROTOCOL_VERSION + 1}, the coordinator ${PROTOCOL_VERSION} `,
       ),
     ]);
     const model = await join(client, good({ modelName: 'baseline' }), TOKEN);

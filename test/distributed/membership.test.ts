@@ -58,6 +58,13 @@ describe('Membership', () => {
     m.attach(a.rank, a.sessionId);
     expect(m.leave(a.rank)).toBe('freed');
     expect(m.credentials()).toEqual([b.credential]);
+    const c = m.admit(request({ workerId: 'c' }));
+    m.attach(b.rank, b.sessionId);
+    m.attach(c.rank, c.sessionId);
+    m.start();
+    expect(m.credentials()).toEqual([c.credential, b.credential]);
+    expect(m.leave(b.rank)).toBe('lost');
+    expect(m.credentials()).toEqual([c.credential]);
     m.stop();
     expect(m.credentials()).toEqual([]);
   });

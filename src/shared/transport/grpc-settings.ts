@@ -1,7 +1,10 @@
 import type { ChannelOptions, ServerOptions } from '@grpc/grpc-js';
 
-/** Version of the tfjs_ddp.v1 wire protocol; peers with another version are refused. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Version of the tfjs_ddp.v1 wire protocol; peers with another version are refused.
+ * 2: every call carries a credential in its metadata (the join token left JoinRequest).
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** Limits and tuning shared by every gRPC client and server of tfjs-ddp. */
 export interface GrpcSettings {
