@@ -2,7 +2,14 @@ import { appendFile, mkdtemp, open, rm, truncate, writeFile } from 'node:fs/prom
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CIFAR10_CLASS_NAMES, readCifarFolder } from '../../src/shared/data/cifar-binary-reader.js';
+import {
+  CIFAR10_BATCH_RECORDS,
+  CIFAR10_CLASS_NAMES,
+  CIFAR10_TEST_FILE,
+  CIFAR10_TRAIN_FILES,
+  checkCifarFolder,
+  readCifarFolder,
+} from '../../src/shared/data/cifar-binary-reader.js';
 import { RECORD_BYTES } from '../../src/shared/data/labeled-images.js';
 import { UserError } from '../../src/shared/errors.js';
 import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
@@ -29,6 +36,46 @@ async function setByte(path: string, offset: number, value: number): Promise<voi
   await handle.write(Buffer.from([value]), 0, 1, offset);
   await handle.close();
 }
+
+describe('the batch sizes', () => {
+  const OFFICIAL = CIFAR10_BATCH_RECORDS * RECORD_BYTES;
+
+  /** An official-size folder, sparse (label 0, black pixels: valid records). */
+  async function officialFolder(): Promise<void> {
+    for (const file of [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE]) {
+      await writeFile(join(dir, file), '');
+      await truncate(join(dir, file), OFFICIAL);
+    }
+  }
+
+  it('refuse an official batch cut or padded at a record boundary, naming the expected size', async () => {
+    await officialFolder();
+    await checkCifarFolder(dir);
+    await truncate(join(dir, 'data_batch_3.bin'), OFFICIAL - RECORD_BYTES);
+    await expect(checkCifarFolder(dir)).rejects.toThrow(
+      `${join(dir, 'data_batch_3.bin')}: 30726927 bytes (9999 records), expected 30730000 ` +
+        '(10000 records, as every official CIFAR-10 batch): the file was cut short or padded',
+    );
+    await truncate(join(dir, 'data_batch_3.bin'), OFFICIAL);
+    await truncate(join(dir, CIFAR10_TEST_FILE), OFFICIAL + RECORD_BYTES);
+    await expect(checkCifarFolder(dir)).rejects.toThrow(
+      `${join(dir, CIFAR10_TEST_FILE)}: 30733073 bytes (10001 records), expected 30730000`,
+    );
+    await truncate(join(dir, 'data_batch_1.bin'), OFFICIAL - 20 * RECORD_BYTES);
+    await expect(readCifarFolder(dir)).rejects.toThrow(
+      `${join(dir, 'data_batch_1.bin')}: 30668540 bytes (9980 records), expected 30730000`,
+    );
+  });
+
+  it('refuse a batch of a smaller copy that differs from the other four', async () => {
+    await writeSyntheticCifar(dir, { perBatch: 6, withTest: true, testCount: 4 });
+    await truncate(join(dir, 'data_batch_5.bin'), 5 * RECORD_BYTES);
+    await expect(readCifarFolder(dir)).rejects.toThrow(
+      `${join(dir, 'data_batch_5.bin')}: 15365 bytes (5 records), expected 18438 ` +
+        '(6 records, as the other training batches of this folder): the file was cut short or padded',
+    );
+  });
+});
 
 describe('readCifarFolder', () => {
   it('reads back exactly what was written: five batches in order, the test batch, the names', async () => {

@@ -7,6 +7,8 @@ import { IMAGE_BYTES, type LabeledImages, RECORD_BYTES } from './labeled-images.
 export const CIFAR10_TRAIN_FILES = [1, 2, 3, 4, 5].map((n) => `data_batch_${n}.bin`);
 export const CIFAR10_TEST_FILE = 'test_batch.bin';
 export const CIFAR10_META_FILE = 'batches.meta.txt';
+/** Records in each official batch file (five training batches and the test batch). */
+export const CIFAR10_BATCH_RECORDS = 10_000;
 export const CIFAR10_CLASS_NAMES: readonly string[] = [
   'airplane',
   'automobile',
@@ -58,7 +60,10 @@ export async function readCifarTestBatch(
 
 /**
  * Checks without reading the records that `dir` holds the five training batches with
- * plausible sizes (and, if present, a plausible test batch). Throws UserError otherwise.
+ * plausible sizes (and, if present, a plausible test batch). The official batches hold 10,000
+ * records each, so when one training batch has that size every batch must have it; a smaller
+ * copy (a subset for tests) must still have five equal training batches. A file cut or padded
+ * at a record boundary is thus refused, naming it and the size expected. Throws UserError.
  */
 export async function checkCifarFolder(dir: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
@@ -68,9 +73,37 @@ export async function checkCifarFolder(dir: string): Promise<void> {
         `${CIFAR10_TRAIN_FILES.join(', ')} (the official binary version)`,
     );
   }
-  for (const file of CIFAR10_TRAIN_FILES) await recordCount(join(dir, file));
+  const counts: number[] = [];
+  for (const file of CIFAR10_TRAIN_FILES) counts.push(await recordCount(join(dir, file)));
+  const official = counts.includes(CIFAR10_BATCH_RECORDS);
+  const expected = official ? CIFAR10_BATCH_RECORDS : mostCommon(counts);
+  for (const [i, count] of counts.entries()) {
+    if (count !== expected) throw wrongSize(join(dir, CIFAR10_TRAIN_FILES[i]), count, expected);
+  }
   const testPath = join(dir, CIFAR10_TEST_FILE);
-  if (await exists(testPath)) await recordCount(testPath);
+  if (await exists(testPath)) {
+    const count = await recordCount(testPath);
+    if (official && count !== CIFAR10_BATCH_RECORDS) {
+      throw wrongSize(testPath, count, CIFAR10_BATCH_RECORDS);
+    }
+  }
+}
+
+function wrongSize(path: string, count: number, expected: number): UserError {
+  const like =
+    expected === CIFAR10_BATCH_RECORDS
+      ? 'as every official CIFAR-10 batch'
+      : 'as the other training batches of this folder';
+  return new UserError(
+    `${path}: ${count * RECORD_BYTES} bytes (${count} records), expected ${expected * RECORD_BYTES} ` +
+      `(${expected} records, ${like}): the file was cut short or padded`,
+  );
+}
+
+function mostCommon(values: readonly number[]): number {
+  const tally = new Map<number, number>();
+  for (const v of values) tally.set(v, (tally.get(v) ?? 0) + 1);
+  return [...tally].sort((a, b) => b[1] - a[1])[0][0];
 }
 
 /** Reads binary batches and concatenates their records: one Buffer per file, one pixel array in all. */
