@@ -9,6 +9,7 @@ import { type BackendRequest, initBackend } from '../shared/backend/select-backe
 import { COORDINATOR_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import type { FlagValues } from '../shared/config/flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
+import { UserError } from '../shared/errors.js';
 import { gracefulStop } from '../shared/process/graceful-stop.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { observeSettings } from './observe-options.js';
@@ -45,15 +46,18 @@ export function registerCoordinatorCommand(program: Command): void {
 
 async function coordinate(flags: CoordinatorFlags, folder: OwnedRunFolder): Promise<TrainSummary> {
   const { resumeDir } = folder;
+  const { worldSize } = flags;
+  if (worldSize === undefined)
+    throw new UserError('--world-size is required: the number of workers');
   const security = await loadSecurity(flags);
-  const { config, resumeFrom } = await resolveDistributedConfig(flags, flags.worldSize, resumeDir);
+  const { config, resumeFrom } = await resolveDistributedConfig(flags, worldSize, resumeDir);
   return folder.run(config.model, async (runDir) => {
     await initBackend(flags.backend as BackendRequest);
     const stop = gracefulStop('stopping every worker after this step and writing a checkpoint');
     try {
       const coordinator = await Coordinator.start({
         config,
-        worldSize: flags.worldSize,
+        worldSize,
         runDir,
         resumeFrom,
         host: flags.bindHost,

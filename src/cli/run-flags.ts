@@ -2,40 +2,60 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { DISTRIBUTED_FLAGS } from '../shared/config/command-flags.js';
-import { type FlagName, flagOf } from '../shared/config/flags.js';
+import { TRAINING_FLAGS } from '../shared/config/command-flags.js';
+import { envOf, FLAGS, type FlagName, flagOf } from '../shared/config/flags.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { isGiven } from './flag-options.js';
 
 /**
- * The flags that shape a run without being part of its training configuration (which the
- * checkpoint keeps): `--resume` keeps them too, unless they are given again.
+ * Flags that are not settings of the run: where it is and how this command reports. Every other
+ * flag of `train` and `coordinator` that is not part of the training configuration (which the
+ * checkpoint keeps) is kept by `--resume` unless given again: see keptOnResume.
  */
-export const KEPT_ON_RESUME: readonly FlagName[] = [
-  'workers',
-  'gpus',
-  'backend',
-  'checkpointEvery',
-  // The global batch is the training configuration's, which a resumed run keeps anyway.
-  ...DISTRIBUTED_FLAGS.filter((name) => name !== 'globalBatchSize'),
-];
+const NOT_RUN_SETTINGS: readonly FlagName[] = ['out', 'resume', 'json'];
+
+/**
+ * Secrets: never written to the run folder. The file records that one was given, and a resumed
+ * run must be given it again (rather than run without the protection it started with).
+ */
+const SECRETS: readonly FlagName[] = ['token', 'httpToken'];
+const SECRET_GIVEN = '(given; secrets are not stored)';
 
 /** Flags a resumed run may change in its training configuration (see resumeTrainConfig). */
 const TRAINING_CHANGES = ['epochs', 'steps', 'data', 'evalBatchSize'] as const;
 
-/** The file of a run folder that keeps the KEPT_ON_RESUME flags it was started with. */
+/** The file of a run folder that keeps the flags it was started with (see keptOnResume). */
 export const RUN_FLAGS_FILE = 'run-flags.json';
 
 type Stored = Partial<Record<FlagName, string | boolean>>;
 
-/** Records the KEPT_ON_RESUME flags given to `command` in `runDir` (as given, not defaults). */
+/**
+ * The flags of `command` that a resumed run keeps, in the command's order: all but the training
+ * configuration's (the checkpoint keeps those) and those that are not settings of the run.
+ */
+export function keptOnResume(command: Command): FlagName[] {
+  const names = new Set(command.options.map((o) => o.attributeName()));
+  return (Object.keys(FLAGS) as FlagName[]).filter(
+    (name) =>
+      names.has(name) &&
+      !(TRAINING_FLAGS as readonly FlagName[]).includes(name) &&
+      !NOT_RUN_SETTINGS.includes(name),
+  );
+}
+
+/**
+ * Records the flags given to `command` that a resumed run keeps in `runDir` (as given, not
+ * defaults); of a secret, only that it was given.
+ */
 export async function saveRunFlags(runDir: string, command: Command): Promise<void> {
   const stored: Stored = {};
-  for (const name of KEPT_ON_RESUME) {
+  for (const name of keptOnResume(command)) {
     const source = command.getOptionValueSource(name);
     if (source === 'cli' || source === 'env' || source === 'config') {
-      stored[name] = command.getOptionValue(name) as string | boolean;
+      stored[name] = SECRETS.includes(name)
+        ? SECRET_GIVEN
+        : (command.getOptionValue(name) as string | boolean);
     }
   }
   await writeFile(join(runDir, RUN_FLAGS_FILE), `${JSON.stringify(stored, null, 2)}\n`);
@@ -60,9 +80,17 @@ export async function restoreRunFlags(runDir: string, command: Command): Promise
     value === true ? flagOf(name) : `${flagOf(name)} ${String(value)}`;
   const kept: string[] = [];
   const overridden: string[] = [];
-  for (const name of KEPT_ON_RESUME) {
-    if (!has(name)) continue;
+  for (const name of keptOnResume(command)) {
     const before = stored[name];
+    if (SECRETS.includes(name)) {
+      if (before !== undefined && !isGiven(command, name)) {
+        throw new UserError(
+          `the run in ${runDir} was started with ${flagOf(name)}: give it again (or ${envOf(name)}); ` +
+            'secrets are not kept in the run folder',
+        );
+      }
+      continue;
+    }
     if (isGiven(command, name)) {
       if (before !== undefined && before !== command.getOptionValue(name)) {
         overridden.push(`${shown(name, command.getOptionValue(name))} (was ${String(before)})`);

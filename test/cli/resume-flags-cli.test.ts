@@ -52,11 +52,11 @@ describe('train --resume', () => {
     const kept = await train(['--resume', out, '--steps', '3']);
     expect(kept.summary).toMatchObject({ workers: 2, steps: 3, runDir: out });
     const line = resumingLine(kept.result.stderr);
-    expect(line.kept).toEqual(['--workers 2', '--backend wasm', '--checkpoint-every 1']);
+    expect(line.kept).toEqual(['--backend wasm', '--checkpoint-every 1', '--workers 2']);
     expect(line.overridden).toEqual(['--steps 3']);
     expect(line.msg).toBe(
-      `resuming ${out} with its configuration and its flags --workers 2, --backend wasm, ` +
-        '--checkpoint-every 1; overridden: --steps 3',
+      `resuming ${out} with its configuration and its flags --backend wasm, ` +
+        '--checkpoint-every 1, --workers 2; overridden: --steps 3',
     );
 
     const overridden = await train(['--resume', out, '--steps', '4', '--workers', '1']);

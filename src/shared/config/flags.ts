@@ -267,9 +267,9 @@ export const FLAGS = {
   }),
   worldSize: flag({
     arg: '<n>',
-    description: 'number of workers',
+    // Not commander-mandatory: a resumed run has it from its run folder (checked by the command).
+    description: 'number of workers (required; a resumed run keeps its own)',
     schema: whole(1),
-    required: true,
   }),
 
   // worker
