@@ -39,6 +39,7 @@ observers.events.emit({
 });
 const metrics = (step: number): StepMetrics[] =>
   Array.from({ length: ranks }, () => ({
+    generation: 1,
     step,
     epoch: 0,
     loss: 1,

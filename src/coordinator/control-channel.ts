@@ -25,6 +25,10 @@ export interface ChannelEvents {
   broken(channel: ControlChannel, error: RunFailure): void;
   /** A heartbeat: the worker is alive and says what it does (for the dashboard). */
   heard?(channel: ControlChannel, activity: string): void;
+  /** The worker's collective of the current generation failed; it waits for a new Membership. */
+  generationFailed(channel: ControlChannel, message: string): void;
+  /** The worker announced that it leaves (SIGTERM): release it at the next step boundary. */
+  leaving(channel: ControlChannel, reason: string): void;
 }
 
 /**
@@ -45,11 +49,23 @@ export class ControlChannel {
   /** What the worker last said it was doing (heartbeats), if anything since that command. */
   private reported: string | undefined;
   private readonly writer: BackpressureWriter<ControlResponse>;
-  private readonly steps = new Mailbox<StepMetrics>();
-  private readonly evaluations = new Mailbox<EvaluationMetrics>();
-  private readonly fingerprints = new Mailbox<string>();
-  private readonly states = new Mailbox<ReplicaState>();
+  private steps = new Mailbox<StepMetrics>();
+  private evaluations = new Mailbox<EvaluationMetrics>();
+  private fingerprints = new Mailbox<string>();
+  private states = new Mailbox<ReplicaState>();
   private readonly assemblers = new Map<number, StateAssembler>();
+  /**
+   * The membership generation this worker's replies must belong to: results of an older one
+   * (sent before the worker learnt of the change) are dropped, never taken for the new one's.
+   */
+  generation = 0;
+  /** The last checkpoint id asked for; ids below staleBelow belong to an ended generation. */
+  private lastAsked = 0;
+  private staleBelow = 0;
+  /** The worker holds the run's state (it initialised with the world, or received it on joining). */
+  hasState = false;
+  /** The worker announced that it leaves. */
+  leavingReason: string | undefined;
   /** Resolves once the stream is over, whichever way it ended. */
   readonly closed: Promise<void>;
   private closing = false;
@@ -101,8 +117,25 @@ export class ControlChannel {
 
   /** Call before sending the CheckpointCommand `id` to this rank: resolves with its state. */
   expectState(id: number, withOptimizer: boolean): Promise<ReplicaState> {
+    this.lastAsked = Math.max(this.lastAsked, id);
     this.assemblers.set(id, new StateAssembler(this.label, withOptimizer));
     return this.states.take(id);
+  }
+
+  /**
+   * A new generation `generation` starts: the waits of the old one reject with `error`, and
+   * its results still on the way will be dropped.
+   */
+  startGeneration(generation: number, error: Error): void {
+    this.generation = generation;
+    for (const box of [this.steps, this.evaluations, this.fingerprints, this.states])
+      box.fail(error);
+    this.steps = new Mailbox();
+    this.evaluations = new Mailbox();
+    this.fingerprints = new Mailbox();
+    this.states = new Mailbox();
+    this.assemblers.clear();
+    this.staleBelow = this.lastAsked + 1;
   }
 
   /** Rejects every wait on this channel with `error` (the run failed). */
@@ -136,15 +169,23 @@ export class ControlChannel {
       this.events.heard?.(this, kind.value.activity);
     } else if (kind?.$case === 'stepMetrics') {
       const m = kind.value;
+      if (m.generation < this.generation) return;
       this.deliver(this.steps, m.step, m, `step ${m.step}'s metrics`);
     } else if (kind?.$case === 'evaluationMetrics') {
       const m = kind.value;
       this.deliver(this.evaluations, m.evaluationId, m, `evaluation ${m.evaluationId}`);
     } else if (kind?.$case === 'fingerprint') {
       const f = kind.value;
+      if (f.generation < this.generation) return;
       this.deliver(this.fingerprints, f.step, f.fingerprint, `the fingerprint of step ${f.step}`);
     } else if (kind?.$case === 'statePart') {
       this.statePart(kind.value);
+    } else if (kind?.$case === 'generationFailed') {
+      if (kind.value.generation < this.generation) return;
+      this.events.generationFailed(this, kind.value.message);
+    } else if (kind?.$case === 'leaving') {
+      this.leavingReason ??= kind.value.reason || 'leaving';
+      this.events.leaving(this, this.leavingReason);
     } else if (kind?.$case === 'failure') {
       this.closing = true;
       this.events.reported(this, kind.value.message);
@@ -155,6 +196,8 @@ export class ControlChannel {
 
   private statePart(part: StatePart): void {
     const assembler = this.assemblers.get(part.checkpointId);
+    // The rest of a state asked for in a generation that ended meanwhile.
+    if (!assembler && part.checkpointId < this.staleBelow) return;
     if (!assembler) {
       this.protocol(`state for checkpoint ${part.checkpointId}, which it was not asked for`);
       return;

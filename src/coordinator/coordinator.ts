@@ -5,7 +5,7 @@ import { GenerationCredential } from '../shared/distributed/call-authenticator.j
 import { encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { DEFAULT_PART_BYTES } from '../shared/distributed/state-parts.js';
-import { Interrupted } from '../shared/errors.js';
+import { Interrupted, UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import type { Checkpoint } from '../shared/training/checkpoint.js';
 import { type RunningGrpcServer, startGrpcServer } from '../shared/transport/grpc-server.js';
@@ -15,6 +15,7 @@ import { coordinatorAuthenticator, warnIfOpen } from './coordinator-authenticato
 import { CoordinatorService } from './coordinator-service.js';
 import type { DistributedSettings } from './distributed-config.js';
 import { type Admission, Membership } from './membership.js';
+import type { ElasticLimits } from './membership-change.js';
 import { nowMs, type WorkerStateName } from './observe/run-events.js';
 import { type ObserveSettings, RunObservers } from './observe/run-observers.js';
 import { type PreparedRun, prepareRun } from './prepared-run.js';
@@ -49,6 +50,7 @@ interface CoordinatorState {
   generationCredential: GenerationCredential;
   server: RunningGrpcServer;
   observers: RunObservers;
+  limits: ElasticLimits;
 }
 
 /**
@@ -71,6 +73,11 @@ export class Coordinator implements ChannelEvents {
       allReduce: s.opts.allReduce,
       reduction: s.reduction,
       generationCredential: s.generationCredential,
+      limits: s.limits,
+      release: (channel) => {
+        s.membership.leave(channel.rank);
+        if (this.channels.get(channel.rank) === channel) this.channels.delete(channel.rank);
+      },
     });
   }
 
@@ -102,8 +109,10 @@ export class Coordinator implements ChannelEvents {
       maxMessageBytes: DEFAULT_GRPC_SETTINGS.maxMessageBytes,
       dataFrom: opts.dataFrom,
     });
+    const limits = elasticLimits(opts);
     const membership = new Membership({
       worldSize: opts.worldSize,
+      maxWorkers: limits.maxWorkers,
       protocolVersion: PROTOCOL_VERSION,
       modelName: config.model,
       architecture,
@@ -152,6 +161,7 @@ export class Coordinator implements ChannelEvents {
       generationCredential,
       server,
       observers,
+      limits,
     });
     log().info(
       { port: server.port, worldSize: opts.worldSize, runDir: runDir ?? 'runs/' },
@@ -234,6 +244,16 @@ export class Coordinator implements ChannelEvents {
     else this.leave(channel, `failed: ${message}`);
   }
 
+  generationFailed(channel: ControlChannel, message: string): void {
+    if (this.started) this.group.generationFailed(channel, message);
+  }
+
+  leaving(channel: ControlChannel, reason: string): void {
+    if (this.started) this.group.leaving(channel, reason);
+    // Before training a worker that leaves just goes: its stream's end frees its rank.
+    else channel.stop('');
+  }
+
   broken(channel: ControlChannel, error: RunFailure): void {
     if (this.started) {
       this.group.broken(channel, error);
@@ -265,7 +285,8 @@ export class Coordinator implements ChannelEvents {
       backend: device?.backend,
     });
     this.channels.set(admission.rank, channel);
-    if (this.s.membership.complete) this.worldFormed?.();
+    if (this.started) this.group.arrived(channel);
+    else if (this.s.membership.complete) this.worldFormed?.();
   }
 
   private leave(channel: ControlChannel, why: string): void {
@@ -319,4 +340,21 @@ export class Coordinator implements ChannelEvents {
     this.started = true;
     this.group.watch();
   }
+}
+
+/** The run's elastic limits; --min-workers and --max-workers default to the world size. */
+function elasticLimits(opts: CoordinatorOptions): ElasticLimits {
+  const min = opts.minWorkers ?? opts.worldSize;
+  const max = opts.maxWorkers ?? Math.max(opts.worldSize, min);
+  if (min > opts.worldSize || max < opts.worldSize) {
+    throw new UserError(
+      `--min-workers ${min} ≤ world size ${opts.worldSize} ≤ --max-workers ${max} does not hold`,
+    );
+  }
+  return {
+    minWorkers: min,
+    maxWorkers: max,
+    maxRestarts: opts.maxRestarts,
+    rejoinTimeoutMs: opts.rejoinTimeoutMs,
+  };
 }

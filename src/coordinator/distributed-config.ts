@@ -30,6 +30,14 @@ export interface DistributedSettings {
   joinTimeoutMs: number;
   stepTimeoutMs: number;
   checkpointEvery?: number;
+  /** Below this many workers the run pauses for joins (default: the world size). */
+  minWorkers?: number;
+  /** Joins beyond this many workers are refused (default: the world size). */
+  maxWorkers?: number;
+  /** Membership changes caused by lost workers before the run ends (0: a lost worker ends it). */
+  maxRestarts: number;
+  /** How long a run below --min-workers waits for joins before it checkpoints and ends. */
+  rejoinTimeoutMs: number;
 }
 
 /** The DistributedSettings of the parsed flags. */
@@ -43,6 +51,10 @@ export function distributedSettings(
     | 'joinTimeout'
     | 'stepTimeout'
     | 'checkpointEvery'
+    | 'minWorkers'
+    | 'maxWorkers'
+    | 'maxRestarts'
+    | 'rejoinTimeout'
   >,
 ): DistributedSettings {
   const bucketBytes = Math.round(flags.bucketSizeMb * 1024 * 1024);
@@ -56,6 +68,10 @@ export function distributedSettings(
     joinTimeoutMs: 1000 * flags.joinTimeout,
     stepTimeoutMs: 1000 * flags.stepTimeout,
     checkpointEvery: flags.checkpointEvery,
+    minWorkers: flags.minWorkers,
+    maxWorkers: flags.maxWorkers,
+    maxRestarts: flags.maxRestarts,
+    rejoinTimeoutMs: 1000 * flags.rejoinTimeout,
   };
 }
 

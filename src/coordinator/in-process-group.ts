@@ -18,8 +18,10 @@ import type { ReplicaGroup } from './replica-group.js';
  */
 export class InProcessGroup implements ReplicaGroup {
   readonly size = 1;
+  readonly changePending = false;
   /** The end of the queue of commands: the replica runs one at a time, in call order. */
   private tail: Promise<unknown> = Promise.resolve();
+  private completed = 0;
 
   constructor(
     private readonly replica: Replica,
@@ -35,7 +37,8 @@ export class InProcessGroup implements ReplicaGroup {
     replica.useCollective(collectives[0]);
   }
 
-  async initialize(fromCheckpoint: boolean): Promise<string[]> {
+  async initialize(fromCheckpoint: boolean, startStep: number): Promise<string[]> {
+    this.completed = startStep;
     const fingerprint = await this.run(() =>
       this.replica.initialize(fromCheckpoint, 0, async () => {
         if (!this.checkpoint) throw new Error('no checkpoint to resume from was given');
@@ -45,9 +48,20 @@ export class InProcessGroup implements ReplicaGroup {
     return [fingerprint];
   }
 
-  async step(_step: number, planFor: (rank: number) => StepPlan): Promise<StepMetrics[]> {
+  /** A world of one commits every step it completes (its replica applies it at the next command). */
+  get committedSteps(): number {
+    return this.completed;
+  }
+
+  async step(step: number, planFor: (rank: number) => StepPlan): Promise<StepMetrics[]> {
     const plan = planFor(0);
-    return [await this.run(() => this.replica.step(plan))];
+    const metrics = await this.run(() => this.replica.step(plan));
+    this.completed = step + 1;
+    return [metrics];
+  }
+
+  reform(): Promise<never> {
+    return Promise.reject(new Error('a world of one has no membership to change'));
   }
 
   async fingerprints(step: number): Promise<string[]> {

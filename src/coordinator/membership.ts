@@ -16,7 +16,10 @@ export class JoinRefusal extends UserError {
 
 /** What every worker must agree on to be admitted. */
 export interface AdmissionRules {
+  /** The workers the run starts with. */
   worldSize: number;
+  /** Ranks are 0..maxWorkers-1; a running job admits joins up to this many (default worldSize). */
+  maxWorkers?: number;
   protocolVersion: number;
   modelName: string;
   architecture: string;
@@ -36,8 +39,10 @@ export interface Admission {
 }
 
 /**
- * - admitting: ranks are handed out; a worker that leaves frees its rank.
- * - running: the world is fixed (generation 1); a worker that leaves ends the run.
+ * - admitting: ranks are handed out until the first world is complete; a worker that leaves
+ *   frees its rank.
+ * - running: the job trains; a worker that leaves frees its rank (it is 'lost'), and new
+ *   workers are admitted up to maxWorkers: the coordinator takes them in at a step boundary.
  * - stopped: nothing is admitted any more.
  */
 export type MembershipState = 'admitting' | 'running' | 'stopped';
@@ -106,10 +111,11 @@ export class Membership {
         `worker id ${req.workerId} has already joined (as rank ${same.rank})`,
       );
     }
-    if (this.current !== 'admitting' || this.byRank.size >= rules.worldSize) {
+    const limit = this.current === 'admitting' ? rules.worldSize : this.maxWorkers;
+    if (this.current === 'stopped' || this.byRank.size >= limit) {
       throw refuse(
         status.RESOURCE_EXHAUSTED,
-        `the world is full: all ${rules.worldSize} ranks are taken${this.current === 'admitting' ? '' : ' and the run has started'}`,
+        `the world is full: all ${limit} ranks are taken${this.current === 'admitting' ? '' : ' (--max-workers) and the run has started'}`,
       );
     }
     const rank = this.chooseRank(req.requestedRank, refuse);
@@ -153,27 +159,25 @@ export class Membership {
   }
 
   /**
-   * The admission's Control stream ended. While admitting, the rank is freed for another
-   * worker ('freed'); once running, the run has lost a replica ('lost').
+   * The admission's Control stream ended (or the coordinator removed the worker). Its rank is
+   * freed for another worker (a replaced pod asks for the same one): 'freed' while admitting,
+   * 'lost' once running (the run has lost a replica).
    */
   leave(rank: number): 'freed' | 'lost' | 'ignored' {
     const admission = this.byRank.get(rank);
-    if (!admission?.attached) return 'ignored';
+    if (!admission?.attached || this.current === 'stopped') return 'ignored';
     admission.attached = false;
-    if (this.current === 'admitting') {
-      this.byRank.delete(rank);
-      return 'freed';
-    }
-    return this.current === 'running' ? 'lost' : 'ignored';
+    this.byRank.delete(rank);
+    return this.current === 'admitting' ? 'freed' : 'lost';
   }
 
   /**
    * Frees the rank of an admission whose Control stream never opened (the worker died between
-   * Join and Control), while admitting. Returns whether it was freed.
+   * Join and Control). Returns whether it was freed.
    */
   expire(rank: number, sessionId: string): boolean {
     const admission = this.byRank.get(rank);
-    if (this.current !== 'admitting' || admission?.sessionId !== sessionId || admission.attached) {
+    if (this.current === 'stopped' || admission?.sessionId !== sessionId || admission.attached) {
       return false;
     }
     this.byRank.delete(rank);
@@ -210,11 +214,15 @@ export class Membership {
     this.current = 'stopped';
   }
 
+  private get maxWorkers(): number {
+    return this.rules.maxWorkers ?? this.rules.worldSize;
+  }
+
   private chooseRank(
     requested: number | undefined,
     refuse: (code: status, message: string) => JoinRefusal,
   ): number {
-    const { worldSize } = this.rules;
+    const worldSize = this.maxWorkers;
     if (requested === undefined) {
       for (let rank = 0; ; rank++) if (!this.byRank.has(rank)) return rank;
     }

@@ -7,6 +7,8 @@ import type { RunPlan } from '../shared/training/run-plan.js';
 import { type DataCursor, type Sampler, shardIndices } from '../shared/training/sampler.js';
 import type { TrainingProgress } from '../shared/training/training-progress.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import { BelowMinimum, MembershipChange } from './membership-change.js';
+import { membershipChanged } from './membership-log.js';
 import { nowMs, type RankStep } from './observe/run-events.js';
 import type { RunObservers } from './observe/run-observers.js';
 import type { ReplicaGroup } from './replica-group.js';
@@ -53,12 +55,35 @@ export interface TrainingLoopResult {
   finalState: Required<ReplicaState> | undefined;
 }
 
+/** A step's global batch, kept until the step is committed (a membership change plans it again). */
+interface PlannedBatch {
+  epoch: number;
+  /** Where the batch starts in the epoch's permutation. */
+  offset: number;
+  indices: Uint32Array;
+  endsEpoch: boolean;
+  /** The cursor after this batch: where a checkpoint after this step resumes. */
+  cursor: DataCursor;
+}
+
 interface PendingStep {
   step: number;
-  epoch: number;
+  batch: PlannedBatch;
   lr: number;
   images: number;
   metrics: Promise<StepMetrics[]>;
+}
+
+/** What follows step `step` before the next is planned: fingerprints, evaluation, checkpoint. */
+interface SyncDue {
+  step: number;
+  epoch: number;
+  cursor: DataCursor;
+  endsEpoch: boolean;
+  last: boolean;
+  fingerprint?: boolean;
+  evaluation?: boolean;
+  checkpoint?: boolean;
 }
 
 /**
@@ -101,7 +126,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     const ranks = observers.stepCollected(
       {
         step: p.step + 1,
-        epoch: p.epoch,
+        epoch: p.batch.epoch,
         loss,
         accuracy,
         images: count,
@@ -116,7 +141,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     opts.metrics.write({
       type: 'step',
       step: p.step + 1,
-      epoch: p.epoch,
+      epoch: p.batch.epoch,
       loss,
       accuracy,
       images: count,
@@ -136,7 +161,7 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     epochSums.seconds += seconds;
     opts.progress.update({
       step: p.step + 1,
-      epoch: p.epoch,
+      epoch: p.batch.epoch,
       loss: epochSums.loss / epochSums.images,
       accuracy: epochSums.correct / epochSums.images,
       imagesPerSec: epochSums.images / epochSums.seconds,
@@ -150,6 +175,11 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
       );
     }
   };
+  /** Collects the oldest pending step; it stays pending until its metrics are in (a membership change plans it again). */
+  const collectOldest = async () => {
+    await collect(pending[0]);
+    pending.shift();
+  };
   const collect = async (p: PendingStep) => {
     const collecting = nowMs();
     const all = await p.metrics;
@@ -157,55 +187,39 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
     observers.span('collect', p.step + 1, collecting);
   };
 
-  while (step < totalSteps && !signal?.aborted) {
+  const replan: PlannedBatch[] = [];
+  /** The batch of the next step: one a membership change left unfinished, else the sampler's. */
+  const nextBatch = (): PlannedBatch => {
+    const again = replan.shift();
+    if (again) return again;
     const offset = sampler.cursor.offset;
     const { epoch, indices, endsEpoch } = sampler.next();
-    const cursor = sampler.cursor;
-    const shards = shardIndices(indices, group.size);
-    const lr = plan.schedule(step);
-    const current = step;
-    const planning = nowMs();
-    const metrics = group.step(current, (rank) => ({
-      step: current,
-      epoch,
-      stepInEpoch: Math.floor(offset / globalBatch),
-      sampleIndices: Array.from(shards[rank]),
-      globalBatchSize: indices.length,
-      learningRate: lr,
-    }));
-    observers.span('plan', current, planning);
-    // Awaited in order later; a failure meanwhile is the group's and surfaces there.
-    metrics.catch(() => undefined);
-    pending.push({ step: current, epoch, lr, images: indices.length, metrics });
-    step++;
-    const last = step === totalSteps;
-    const fingerprint = opts.fingerprintEvery > 0 && (step % opts.fingerprintEvery === 0 || last);
-    const evaluation = (endsEpoch || last) && opts.valCount > 0;
-    const checkpoint =
-      (opts.checkpointEvery ? step % opts.checkpointEvery === 0 : endsEpoch) ||
-      last ||
-      signal?.aborted === true;
-    // These commands go out right after this step's plan, before any later one.
-    const fingerprints = fingerprint ? group.fingerprints(step) : undefined;
-    const evaluated = evaluation ? evaluate(group, step, opts.valCount, nextId++) : undefined;
-    const state = checkpoint ? group.state(step, nextId++) : undefined;
+    return { epoch, offset, indices, endsEpoch, cursor: sampler.cursor };
+  };
+  /** Where the data of the next step to plan starts. */
+  const nextCursor = (): DataCursor =>
+    replan[0] ? { epoch: replan[0].epoch, offset: replan[0].offset } : sampler.cursor;
+
+  /** The fingerprints, evaluation and checkpoint after `due.step` steps (every pending step collected). */
+  const sync = async (due: SyncDue) => {
+    const { step: at, epoch } = due;
+    // These commands go out together, before any later step's plan.
+    const fingerprints = due.fingerprint ? group.fingerprints(at) : undefined;
+    const evaluated = due.evaluation ? evaluate(group, at, opts.valCount, nextId++) : undefined;
+    const state = due.checkpoint ? group.state(at, nextId++) : undefined;
     for (const p of [fingerprints, evaluated, state]) p?.catch(() => undefined);
-    const sync = fingerprints || evaluated || state;
-    while (pending.length > (sync ? 0 : PLANS_AHEAD - 1))
-      await collect(pending.shift() as PendingStep);
-    if (!sync) continue;
     if (fingerprints) {
       const comparing = nowMs();
       const mismatch = fingerprintMismatch(await fingerprints);
-      observers.span('fingerprint', step, comparing);
-      if (mismatch) throw new RunFailure(`the replicas diverged: after step ${step}, ${mismatch}`);
+      observers.span('fingerprint', at, comparing);
+      if (mismatch) throw new RunFailure(`the replicas diverged: after step ${at}, ${mismatch}`);
     }
     if (evaluated) {
       const evaluating = nowMs();
       const { loss, accuracy, count, results } = await evaluated;
       observers.events.emit({
         type: 'eval',
-        step,
+        step: at,
         epoch,
         loss,
         accuracy,
@@ -214,33 +228,127 @@ export async function runTrainingLoop(opts: TrainingLoopOptions): Promise<Traini
         durationMs: nowMs() - evaluating,
         ranks: observers.evaluationSpans(results),
       });
-      observers.span('evaluate', step, evaluating);
+      observers.span('evaluate', at, evaluating);
       valAccuracy = accuracy;
       opts.metrics.write({
         type: 'eval',
-        step,
+        step: at,
         epoch,
         loss,
         accuracy,
         count,
         time: new Date().toISOString(),
       });
-      opts.progress.evaluated(step, epoch, accuracy, loss);
+      opts.progress.evaluated(at, epoch, accuracy, loss);
     }
-    if (endsEpoch || last) {
+    if (due.endsEpoch || due.last) {
       if (epochSums.images > 0) finalLoss = epochSums.loss / epochSums.images;
-      if (endsEpoch) Object.assign(epochSums, { loss: 0, correct: 0, images: 0, seconds: 0 });
+      if (due.endsEpoch) Object.assign(epochSums, { loss: 0, correct: 0, images: 0, seconds: 0 });
     }
     if (state) {
       const checkpointing = nowMs();
       finalState = await state;
-      await opts.saveCheckpoint(step, cursor, finalState);
-      observers.span('checkpoint', step, checkpointing);
-      checkpointedAt = step;
+      await opts.saveCheckpoint(at, due.cursor, finalState);
+      observers.span('checkpoint', at, checkpointing);
+      checkpointedAt = at;
     }
     lastCollected = performance.now();
+  };
+
+  /**
+   * Forms the next membership generation at `step` (retried while new generations fail), and
+   * records the change. Below --min-workers after --rejoin-timeout, checkpoints the survivors'
+   * state and ends the run.
+   */
+  const reformWorld = async () => {
+    for (;;) {
+      try {
+        membershipChanged(opts, await group.reform(step, nextCursor()));
+        lastCollected = performance.now();
+        return;
+      } catch (error) {
+        if (error instanceof MembershipChange) continue;
+        if (!(error instanceof BelowMinimum) || !error.survivorsFormed) throw error;
+        finalState = await group.state(step, nextId++);
+        await opts.saveCheckpoint(step, nextCursor(), finalState);
+        throw new RunFailure(`${error.message}; the checkpoint after step ${step} is written`);
+      }
+    }
+  };
+
+  /**
+   * The generation ended: the steps it committed are kept (their metrics are in), the others
+   * are planned again, same batches, over the next generation.
+   */
+  const recover = async () => {
+    const committed = group.committedSteps;
+    const again: PlannedBatch[] = [];
+    for (const p of pending.splice(0)) {
+      if (p.step < committed) await collect(p);
+      else again.push(p.batch);
+    }
+    replan.unshift(...again);
+    step = committed;
+    if (due && due.step !== committed) due = undefined;
+    await reformWorld();
+  };
+
+  let due: SyncDue | undefined;
+  while (step < totalSteps && !signal?.aborted) {
+    try {
+      if (due) {
+        await sync(due);
+        due = undefined;
+        continue;
+      }
+      if (group.changePending) {
+        // Joins and announced leaves happen at a step boundary: every planned step collected.
+        while (pending.length > 0) await collectOldest();
+        await reformWorld();
+        continue;
+      }
+      const batch = nextBatch();
+      const { epoch, indices, endsEpoch } = batch;
+      const shards = shardIndices(indices, group.size);
+      const lr = plan.schedule(step);
+      const current = step;
+      const planning = nowMs();
+      const metrics = group.step(current, (rank) => ({
+        step: current,
+        epoch,
+        stepInEpoch: Math.floor(batch.offset / globalBatch),
+        sampleIndices: Array.from(shards[rank]),
+        globalBatchSize: indices.length,
+        learningRate: lr,
+      }));
+      observers.span('plan', current, planning);
+      // Awaited in order later; a failure meanwhile is the group's and surfaces there.
+      metrics.catch(() => undefined);
+      pending.push({ step: current, batch, lr, images: indices.length, metrics });
+      step++;
+      const last = step === totalSteps;
+      const fingerprint = opts.fingerprintEvery > 0 && (step % opts.fingerprintEvery === 0 || last);
+      const evaluation = (endsEpoch || last) && opts.valCount > 0;
+      const checkpoint =
+        (opts.checkpointEvery ? step % opts.checkpointEvery === 0 : endsEpoch) ||
+        last ||
+        signal?.aborted === true;
+      const needsSync = fingerprint || evaluation || checkpoint;
+      if (needsSync) {
+        due = { step, epoch, cursor: batch.cursor, endsEpoch, last };
+        Object.assign(due, { fingerprint, evaluation, checkpoint });
+      }
+      while (pending.length > (needsSync ? 0 : PLANS_AHEAD - 1)) await collectOldest();
+      if (due) {
+        await sync(due);
+        due = undefined;
+      }
+    } catch (error) {
+      if (!(error instanceof MembershipChange)) throw error;
+      await recover();
+    }
   }
-  while (pending.length > 0) await collect(pending.shift() as PendingStep);
+  while (pending.length > 0) await collectOldest();
   // Interrupted between a step's plan and its checkpoint decision: checkpoint where it stopped.
   if (step < totalSteps && checkpointedAt !== step) {
     finalState = await group.state(step, nextId++);

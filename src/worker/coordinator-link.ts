@@ -60,6 +60,13 @@ export class CoordinatorLink {
   private waiting: { resolve: (c: Command) => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
   private session = { rank: -1, sessionId: '' };
+  /** Steps the coordinator has committed (CommitStep), counted from 0. */
+  private committed = 0;
+  /** The committed_steps of a Membership that arrived and was not handed out yet. */
+  private abandonFrom: number | undefined;
+  private readonly commitWaiters: { step: number; resolve: (commit: boolean) => void }[] = [];
+  /** Called as soon as a new Membership arrives, before the commands ahead of it are done. */
+  onMembership: (() => void) | undefined;
 
   private constructor(
     private client: CoordinatorServiceClient,
@@ -85,29 +92,45 @@ export class CoordinatorLink {
       ...channelOptions(DEFAULT_GRPC_SETTINGS),
       ...credentialOptions(() => opts.token),
     });
+    const deadline = Date.now() + opts.joinTimeoutMs;
     try {
       await reachCoordinator(client, address, opts.joinTimeoutMs, opts.signal);
-      const response = await untilAborted<JoinResponse>(opts.signal, (resolve, reject) => {
-        const call = client.join(
-          request,
-          new Metadata(),
-          { deadline: Date.now() + opts.joinTimeoutMs },
-          (error, answer) => {
-            if (error)
-              reject(refusal(error, `the coordinator at ${address} refused to admit this worker`));
-            else resolve(answer);
-          },
-        );
-        return () => call.cancel();
-      });
-      const link = new CoordinatorLink(
-        client,
-        address,
-        opts,
-        response.credential,
-        opts.joinTimeoutMs,
-      );
-      return { link, response };
+      let toldFull = false;
+      for (;;) {
+        const answer = await untilAborted<JoinResponse | ServiceError>(opts.signal, (resolve) => {
+          const call = client.join(request, new Metadata(), { deadline }, (error, response) =>
+            resolve(error ?? response),
+          );
+          return () => call.cancel();
+        });
+        if (!(answer instanceof Error)) {
+          const link = new CoordinatorLink(
+            client,
+            address,
+            opts,
+            answer.credential,
+            opts.joinTimeoutMs,
+          );
+          return { link, response: answer };
+        }
+        // A running job that is full (or still holds the rank of the worker this one replaces)
+        // frees a place once it notices a loss: keep asking until the join timeout.
+        const retry =
+          answer.code === status.RESOURCE_EXHAUSTED || answer.code === status.ALREADY_EXISTS;
+        if (!retry || Date.now() + JOIN_RETRY_MS >= deadline) {
+          throw refusal(answer, `the coordinator at ${address} refused to admit this worker`);
+        }
+        if (!toldFull) {
+          log().info(
+            `the coordinator at ${address} has no place yet (${answer.details}); asking again until the join timeout`,
+          );
+          toldFull = true;
+        }
+        await untilAborted<void>(opts.signal, (resolve) => {
+          const timer = setTimeout(resolve, JOIN_RETRY_MS);
+          return () => clearTimeout(timer);
+        });
+      }
     } catch (error) {
       client.close();
       throw error;
@@ -144,9 +167,26 @@ export class CoordinatorLink {
     call.write({ kind: { $case: 'hello', value: { rank, sessionId } } });
   }
 
+  /** Whether a new Membership arrived that next() has not handed out yet. */
+  get membershipWaiting(): boolean {
+    return this.abandonFrom !== undefined;
+  }
+
+  /**
+   * Whether step `step` is committed (true) or abandoned by a new membership (false), once the
+   * coordinator has said. Rejects when the control stream ends first.
+   */
+  commitOf(step: number): Promise<boolean> {
+    if (step < this.committed) return Promise.resolve(true);
+    if (this.abandonFrom !== undefined && step >= this.abandonFrom) return Promise.resolve(false);
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve) => this.commitWaiters.push({ step, resolve }));
+  }
+
   /** The next command, in order. */
   next(): Promise<Command> {
     const command = this.queue.shift();
+    if (command?.$case === 'membership') this.abandonFrom = undefined;
     if (command) return Promise.resolve(command);
     if (this.ended) return Promise.reject(this.ended);
     return new Promise((resolve, reject) => {
@@ -232,8 +272,19 @@ export class CoordinatorLink {
    * gets to it: the ring neighbours whose Membership came first may be dialling already.
    */
   private push(command: Command): void {
+    if (command.$case === 'commit') {
+      this.committed = Math.max(this.committed, command.value.step + 1);
+      this.settleCommits();
+      return;
+    }
     if (command.$case === 'membership') {
       this.opts.generationCredential.adopt(command.value.credential);
+      // Everything queued before a new generation belongs to the old one: it is never done.
+      this.queue.length = 0;
+      this.committed = Math.max(this.committed, command.value.committedSteps);
+      if (!this.waiting) this.abandonFrom = command.value.committedSteps;
+      this.settleCommits();
+      this.onMembership?.();
     }
     if (this.waiting) {
       const { resolve } = this.waiting;
@@ -244,9 +295,21 @@ export class CoordinatorLink {
     }
   }
 
+  /** Answers the commit waits that the commits and memberships so far decide. */
+  private settleCommits(): void {
+    for (const waiter of [...this.commitWaiters]) {
+      const abandoned = this.abandonFrom !== undefined && waiter.step >= this.abandonFrom;
+      if (waiter.step >= this.committed && !abandoned) continue;
+      this.commitWaiters.splice(this.commitWaiters.indexOf(waiter), 1);
+      waiter.resolve(!abandoned);
+    }
+  }
+
   private end(error: Error): void {
     if (this.ended) return;
     this.ended = error;
+    // A held step is never applied without its commit.
+    for (const waiter of this.commitWaiters.splice(0)) waiter.resolve(false);
     this.writer?.fail(error);
     if (this.waiting) {
       const { reject } = this.waiting;
@@ -261,6 +324,9 @@ function refusal(error: ServiceError, context: string): CoordinatorError {
     `${context}: ${status[error.code] ?? error.code}: ${error.details || error.message}`,
   );
 }
+
+/** How often a worker asks again to join a job that has no place for it yet. */
+const JOIN_RETRY_MS = 250;
 
 /** How often a worker that cannot reach its coordinator yet says so, and why. */
 const RETRY_REPORT_MS = 10_000;

@@ -4,10 +4,12 @@ import type { Collective } from '../shared/collectives/collective.js';
 import { createCollective } from '../shared/collectives/create-collective.js';
 import type { SampleSource } from '../shared/data/sample-source.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
-import { toStateParts } from '../shared/distributed/state-parts.js';
+import { StateAssembler, toStateParts } from '../shared/distributed/state-parts.js';
 import { Interrupted, UserError } from '../shared/errors.js';
+import { log } from '../shared/logging/logger.js';
 import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
-import { Replica } from '../shared/training/replica.js';
+import { Replica, StepAbandoned } from '../shared/training/replica.js';
+import { TransportError } from '../shared/transport/errors.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
 import { type Command, CoordinatorError, type CoordinatorLink } from './coordinator-link.js';
 import { fetchedSamples, localSamples } from './sample-source.js';
@@ -35,10 +37,20 @@ export interface WorkerSessionOptions {
  * train one of another architecture), loads or fetches its samples, and executes the commands
  * of the Control stream in order, reporting each result; heartbeats say what it is doing. A
  * failure is reported to the coordinator (WorkerFailure) before run() rejects with it.
+ *
+ * Membership changes: a new Membership (a new generation) abandons the command in flight (its
+ * collective is closed, CoordinatorLink drops the old generation's queued commands), the
+ * replica keeps its state at the last committed step, and the worker goes on with the new
+ * collective. When its collective fails on its own (a peer lost, a deadline), it says so
+ * (GenerationFailed) and waits for the coordinator's decision. On SIGTERM (`signal`) it
+ * announces that it leaves and exits cleanly once the coordinator's Stop arrives, which comes
+ * at the next step boundary (at most the step timeout later, else it leaves anyway).
  */
 export class WorkerSession {
   private readonly state: { step: number; activity: string };
   private collective: Collective | undefined;
+  /** The parts of a LoadStateCommand in progress (this worker joined a running job). */
+  private joiningState: StateAssembler | undefined;
 
   constructor(private readonly o: WorkerSessionOptions) {
     this.state = { step: o.settings.startStep, activity: 'loading the model and the data' };
@@ -59,9 +71,18 @@ export class WorkerSession {
           `this worker's build of ${settings.train.model} has another architecture than the coordinator's (different tfjs-ddp releases?)`,
         );
       }
-      replica = new Replica(model, settings, this.samples(), (activity) => {
-        this.state.activity = activity;
-      });
+      replica = new Replica(
+        model,
+        settings,
+        this.samples(),
+        (activity) => {
+          this.state.activity = activity;
+        },
+        (step) => link.commitOf(step),
+      );
+      replica.committedSteps = settings.startStep;
+      // A new generation abandons whatever the old one was doing.
+      link.onMembership = () => void this.collective?.close();
       await this.execute(replica, signal);
     } catch (error) {
       await this.reportFailure(error as Error);
@@ -75,22 +96,61 @@ export class WorkerSession {
   }
 
   private async execute(replica: Replica, signal: AbortSignal | undefined): Promise<void> {
-    const stopped = new Promise<never>((_, reject) => {
+    const { link, settings } = this.o;
+    // Leaving: announced at once, then a Stop is awaited for at most the step timeout.
+    const leaveDeadline = new Promise<never>((_, reject) => {
       signal?.addEventListener(
         'abort',
-        () => reject(new Interrupted(`stopped by ${String(signal.reason)}`, String(signal.reason))),
+        () => {
+          const reason = String(signal.reason);
+          log().info(`${reason}: leaving the run at the next step boundary`);
+          link.send({ $case: 'leaving', value: { reason } }).catch(() => undefined);
+          setTimeout(
+            () =>
+              reject(
+                new Interrupted(
+                  `stopped by ${reason}: the coordinator did not release this worker within the step timeout`,
+                  reason,
+                ),
+              ),
+            settings.stepTimeoutMs,
+          ).unref();
+        },
         { once: true },
       );
     });
-    stopped.catch(() => undefined);
+    leaveDeadline.catch(() => undefined);
     for (;;) {
-      const command = await Promise.race([this.o.link.next(), stopped]);
+      const command = await Promise.race([link.next(), leaveDeadline]);
       if (command.$case === 'stop') {
         if (command.value.error === '') return;
         throw new RunStopped(`the coordinator stopped the run: ${command.value.error}`);
       }
-      await Promise.race([this.handle(command, replica), stopped]);
+      try {
+        await Promise.race([this.handle(command, replica), leaveDeadline]);
+      } catch (error) {
+        await this.abandoned(error as Error, replica);
+      }
     }
+  }
+
+  /**
+   * A command failed. Rethrows unless its generation ended: a newer Membership is waiting (it
+   * abandoned the command), or the collective failed, which is reported to the coordinator;
+   * either way the next command decides.
+   */
+  private async abandoned(error: Error, replica: Replica): Promise<void> {
+    const { link } = this.o;
+    if (link.membershipWaiting) return;
+    if (!(error instanceof StepAbandoned) && !(error instanceof TransportError)) throw error;
+    log().warn(
+      { generation: replica.generation },
+      `generation ${replica.generation} failed: ${error.message}; waiting for the coordinator`,
+    );
+    await link.send({
+      $case: 'generationFailed',
+      value: { generation: replica.generation, step: this.state.step, message: error.message },
+    });
   }
 
   private async handle(command: Command, replica: Replica): Promise<void> {
@@ -99,8 +159,17 @@ export class WorkerSession {
       case 'membership': {
         this.state.activity = 'connecting to the other workers';
         const m = command.value;
+        replica.resolveHeld(m.committedSteps);
+        await this.collective?.close();
+        this.collective = undefined;
+        const position = m.peers.findIndex((p) => p.rank === this.o.rank);
+        if (position < 0) {
+          throw new UserError(
+            `the coordinator sent a membership of generation ${m.generation} without this worker's rank ${this.o.rank}`,
+          );
+        }
         this.collective = await createCollective(settings.allReduce, {
-          rank: this.o.rank,
+          rank: position,
           worldSize: m.worldSize,
           generation: m.generation,
           timeoutMs: settings.stepTimeoutMs,
@@ -124,7 +193,25 @@ export class WorkerSession {
         const fingerprint = await replica.initialize(fromCheckpoint, rootRank, () =>
           link.fetchCheckpoint(),
         );
-        await link.send({ $case: 'fingerprint', value: { step: settings.startStep, fingerprint } });
+        await link.send({
+          $case: 'fingerprint',
+          value: { step: settings.startStep, fingerprint, generation: replica.generation },
+        });
+        return;
+      }
+      case 'loadState': {
+        const { part, committedSteps } = command.value;
+        this.state.activity = 'receiving the state of a current replica';
+        this.joiningState ??= new StateAssembler('the coordinator', true);
+        if (part) this.joiningState.add(part);
+        if (!this.joiningState.complete) return;
+        const fingerprint = replica.loadState(this.joiningState.result(), committedSteps);
+        this.joiningState = undefined;
+        this.state.step = committedSteps;
+        await link.send({
+          $case: 'fingerprint',
+          value: { step: committedSteps, fingerprint, generation: replica.generation },
+        });
         return;
       }
       case 'stepPlan': {
@@ -141,7 +228,10 @@ export class WorkerSession {
       case 'fingerprint': {
         const { step } = command.value;
         const fingerprint = await replica.fingerprint(step);
-        await link.send({ $case: 'fingerprint', value: { step, fingerprint } });
+        await link.send({
+          $case: 'fingerprint',
+          value: { step, fingerprint, generation: replica.generation },
+        });
         return;
       }
       case 'checkpoint': {

@@ -177,11 +177,14 @@ export class FakeControl {
       const c = await this.next();
       if (c.$case === 'stop') return c.value.error;
       if (c.$case === 'initializeWeights') {
-        this.send({ $case: 'fingerprint', value: { step: 0, fingerprint: fingerprintOf(0) } });
+        this.send({
+          $case: 'fingerprint',
+          value: { step: 0, fingerprint: fingerprintOf(0), generation: 1 },
+        });
       } else if (c.$case === 'fingerprint') {
         this.send({
           $case: 'fingerprint',
-          value: { step: c.value.step, fingerprint: fingerprintOf(c.value.step) },
+          value: { step: c.value.step, fingerprint: fingerprintOf(c.value.step), generation: 1 },
         });
       } else if (c.$case === 'stepPlan') {
         const p = c.value;
@@ -196,6 +199,7 @@ export class FakeControl {
             timings: undefined,
             skipped: false,
             skipReason: '',
+            generation: 1,
           },
         });
       }

@@ -38,6 +38,10 @@ export const DISTRIBUTED_FLAGS = [
   'dataFrom',
   'joinTimeout',
   'stepTimeout',
+  'minWorkers',
+  'maxWorkers',
+  'maxRestarts',
+  'rejoinTimeout',
 ] as const satisfies readonly FlagName[];
 
 export const LAUNCH_FLAGS = ['workers', 'gpus', 'allowOversubscribe'] as const;

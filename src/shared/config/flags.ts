@@ -211,6 +211,30 @@ export const FLAGS = {
     schema: decimal(1),
     default: '300',
   }),
+  minWorkers: flag({
+    arg: '<n>',
+    description:
+      'below N workers the run pauses for joins, then checkpoints and ends (default: the world size)',
+    schema: whole(1),
+  }),
+  maxWorkers: flag({
+    arg: '<n>',
+    description: 'a running job admits joining workers up to N (default: the world size)',
+    schema: whole(1),
+  }),
+  maxRestarts: flag({
+    arg: '<n>',
+    description:
+      'membership changes after lost workers before the run ends (train --workers: worker restarts)',
+    schema: whole(0),
+    default: '0',
+  }),
+  rejoinTimeout: flag({
+    arg: '<s>',
+    description: 'seconds a run below --min-workers waits for workers to join',
+    schema: decimal(0),
+    default: '60',
+  }),
 
   // Seeing the run (train and coordinator): docs/observability.md.
   httpPort: flag({

@@ -47,7 +47,24 @@ export interface EvalMetrics {
   time: string;
 }
 
-export type MetricsRecord = StepMetrics | EvalMetrics;
+/** One line per membership change: the new generation starts after `step` steps. */
+export interface MembershipMetrics {
+  type: 'membership';
+  step: number;
+  generation: number;
+  /** Workers of the new generation, and their ranks (admission ranks, in collective order). */
+  workers: number;
+  ranks: number[];
+  lost: number[];
+  left: number[];
+  joined: number[];
+  cause: string;
+  /** From the change's detection to the new generation being ready. */
+  seconds: number;
+  time: string;
+}
+
+export type MetricsRecord = StepMetrics | EvalMetrics | MembershipMetrics;
 
 /**
  * Appends metrics to a JSON-lines file (`metrics.jsonl` in the run folder), one object per

@@ -23,6 +23,14 @@ import type { OptimizerState } from './optimizer.js';
 import { TrainStep } from './train-step.js';
 import { weightsFingerprint } from './weights-fingerprint.js';
 
+/** The step a replica held was abandoned by a membership change: so is the command that needed it. */
+export class StepAbandoned extends Error {
+  constructor(readonly step: number) {
+    super(`step ${step + 1} was abandoned by a membership change`);
+    this.name = 'StepAbandoned';
+  }
+}
+
 /** What a replica trains with (a worker's RunSettings, or the coordinator's own settings). */
 export interface ReplicaOptions {
   train: TrainConfig;
@@ -52,12 +60,28 @@ export class Replica {
   private statsDirty = false;
   /** When the previous command finished: the time until the next plan is waiting. */
   private idleSince = performance.now();
+  /**
+   * The step whose reduced gradient this replica holds until its commit (see commitOf), with
+   * its learning rate and the BatchNorm statistics from before its forward pass (restored when
+   * the step is abandoned: the forward pass moved them).
+   */
+  private held: { step: number; lr: number; statsBefore: Float32Array | undefined } | undefined;
+  /** How long the last update took (it is applied when the next command arrives). */
+  private lastApplyMs = 0;
+  /** Steps this replica has applied: every replica of the run has completed them. */
+  committedSteps = 0;
 
+  /**
+   * `commitOf(step)` resolves true once every rank has completed `step` (its gradient may be
+   * applied), false when the step is abandoned (a membership change): the commit rule. A world
+   * of one commits at once.
+   */
   constructor(
     model: tfl.LayersModel,
     private readonly settings: ReplicaOptions,
     private readonly samples: Promise<SampleSource>,
     private readonly report: (activity: string) => void = () => undefined,
+    private readonly commitOf: (step: number) => Promise<boolean> = async () => true,
   ) {
     const { train } = settings;
     this.trainStep = new TrainStep({
@@ -68,6 +92,11 @@ export class Replica {
     });
     this.evaluator = new Evaluator(model);
     this.comm = createCommHook(settings.compression, this.trainStep.trainableLayout.shapes);
+  }
+
+  /** The membership generation of the collective in use (0: none yet). */
+  get generation(): number {
+    return this.collective?.generation ?? 0;
   }
 
   /** Uses `collective` (this membership generation's) from now on. */
@@ -114,6 +143,12 @@ export class Replica {
     const t = performance.now();
     const batch = await (await this.samples).trainBatch(plan.sampleIndices, plan.epoch);
     const dataMs = performance.now() - t;
+    // Loading the batch overlapped the wait for the previous step's commit.
+    await this.settle();
+    const applyMs = this.lastApplyMs;
+    this.lastApplyMs = 0;
+    const statsBefore =
+      this.trainStep.movingStatsLayout.size > 0 ? this.trainStep.getMovingStats() : undefined;
 
     const outcome = await this.trainStep.step(
       {
@@ -128,9 +163,11 @@ export class Replica {
       (phase) => this.report(`${phase} of step ${n}`),
     );
     this.statsDirty = true;
+    this.held = { step: plan.step, lr: plan.learningRate, statsBefore };
     this.idleSince = performance.now();
-    const { computeMs, waitMs, allReduceMs, applyMs, buckets } = outcome.timings;
+    const { computeMs, waitMs, allReduceMs, buckets } = outcome.timings;
     return {
+      generation: collective.generation,
       step: plan.step,
       epoch: plan.epoch,
       loss: outcome.loss,
@@ -142,6 +179,7 @@ export class Replica {
         allReduceMs,
         waitMs: idleMs + waitMs,
         dataMs,
+        // The update of the previous step, applied once it was committed.
         applyMs,
         // The timeline (one clock, see wallClockMs): where the step starts, how its wait
         // splits, when this was sent.
@@ -157,6 +195,7 @@ export class Replica {
 
   /** Evaluates this rank's shard; the coordinator adds the shards' sums. */
   async evaluate(cmd: EvaluateCommand): Promise<EvaluationMetrics> {
+    await this.settle();
     const started = performance.now();
     const startUnixMs = wallClockAt(started);
     if (cmd.averageBatchNormStats) await this.averageMovingStats();
@@ -189,6 +228,7 @@ export class Replica {
 
   /** Fingerprint of all weights, BatchNorm statistics averaged first so that replicas can agree. */
   async fingerprint(step: number): Promise<string> {
+    await this.settle();
     await this.averageMovingStats();
     this.report(`fingerprinting its weights after step ${step}`);
     const fingerprint = weightsFingerprint(this.trainStep.getWeights());
@@ -198,6 +238,7 @@ export class Replica {
 
   /** The state for a checkpoint when this rank is the sender, else undefined. */
   async checkpoint(cmd: CheckpointCommand): Promise<ReplicaState | undefined> {
+    await this.settle();
     if (cmd.averageBatchNormStats) await this.averageMovingStats();
     // Every rank takes part: the hook's state may need a collective operation.
     const comm = cmd.includeOptimizerState
@@ -213,8 +254,62 @@ export class Replica {
     };
   }
 
+  /**
+   * A new membership generation starts after `committedSteps` steps: a held step before it
+   * was committed (apply it), a held step at or after it is abandoned (discard its gradient,
+   * restore the BatchNorm statistics of before its forward pass).
+   */
+  resolveHeld(committedSteps: number): void {
+    const held = this.held;
+    if (!held) return;
+    if (held.step < committedSteps) this.apply(held);
+    else this.discard(held);
+  }
+
+  /**
+   * Loads a current replica's state (a worker that joins a running job): weights with the
+   * BatchNorm statistics, and the optimiser state, after `committedSteps` steps. Returns the
+   * fingerprint of the weights.
+   */
+  loadState(state: ReplicaState, committedSteps: number): string {
+    if (this.held) this.discard(this.held);
+    this.setState(state);
+    this.committedSteps = committedSteps;
+    this.idleSince = performance.now();
+    return weightsFingerprint(this.trainStep.getWeights());
+  }
+
   dispose(): void {
     this.trainStep.dispose();
+  }
+
+  /**
+   * Before anything that reads or changes the weights: applies the held step once it is
+   * committed, or throws StepAbandoned when it is not (the command belongs to a generation
+   * that ended).
+   */
+  private async settle(): Promise<void> {
+    const held = this.held;
+    if (!held) return;
+    this.report(`waiting for the commit of step ${held.step + 1}`);
+    if (await this.commitOf(held.step)) {
+      this.apply(held);
+      return;
+    }
+    this.discard(held);
+    throw new StepAbandoned(held.step);
+  }
+
+  private apply(held: NonNullable<Replica['held']>): void {
+    this.held = undefined;
+    this.lastApplyMs = this.trainStep.applyHeld(held.lr);
+    this.committedSteps = held.step + 1;
+  }
+
+  private discard(held: NonNullable<Replica['held']>): void {
+    this.held = undefined;
+    this.trainStep.discardHeld();
+    if (held.statsBefore) this.trainStep.setMovingStats(held.statsBefore);
   }
 
   /** Replaces the moving mean and variance of every BatchNorm layer by their mean over the ranks. */

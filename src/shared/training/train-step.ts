@@ -62,12 +62,11 @@ export interface StepOutcome {
   count: number;
   /** Why no rank applied the update (a non-finite gradient), or undefined when they all did. */
   skipped: string | undefined;
-  /** In ms: the forward and backward pass, waiting for the other ranks, the transfer, the update. */
+  /** In ms: the forward and backward pass, waiting for the other ranks, the transfer. */
   timings: {
     computeMs: number;
     waitMs: number;
     allReduceMs: number;
-    applyMs: number;
     /** Each all-reduce bucket's transfer (ReduceTimings.buckets). */
     buckets: BucketTiming[];
   };
@@ -102,6 +101,8 @@ export class TrainStep {
   private readonly classCount: number;
   /** The gradient of the step in progress, reused: a full model's worth of floats. */
   private readonly grads: Float32Array<ArrayBuffer>;
+  /** `grads` holds a reduced gradient that step() left to applyHeld(). */
+  private held = false;
 
   constructor(private readonly opts: TrainStepOptions) {
     const { model } = opts;
@@ -123,12 +124,15 @@ export class TrainStep {
   }
 
   /**
-   * One synchronous step on this rank: gradients of its batch → the sample-weighted mean over
-   * all ranks (`reducer`) → NaN/Inf check → update at `input.lr`. The check runs on the
+   * One synchronous step on this rank, up to its commit: gradients of its batch → the
+   * sample-weighted mean over all ranks (`reducer`) → NaN/Inf check. The check runs on the
    * reduced gradient, bit-identical on every rank, so every rank takes the same decision to
    * skip without another message (a rank whose loss is not finite poisons its gradient, which
    * reaches every sum). The caller decides when skipped steps mean the run diverged.
-   * Rejects with the reducer's error (a lost or stalled rank); the weights are then unchanged.
+   * The weights are NOT updated here: the reduced gradient is held until the caller knows that
+   * every rank completed the step and calls applyHeld(lr) (the commit rule, docs/design.md);
+   * any other step or gradient computation first discards it. Rejects with the reducer's
+   * error (a lost or stalled rank); the weights are then unchanged.
    * `report` hears each phase ("computing the gradients", ...), for heartbeats.
    */
   async step(
@@ -137,8 +141,9 @@ export class TrainStep {
     rank: number,
     report: (phase: string) => void = () => undefined,
   ): Promise<StepOutcome> {
+    this.held = false;
     report('computing the gradients');
-    let t = performance.now();
+    const t = performance.now();
     const { loss, correct, count } = this.computeGradients(
       input.batch,
       input.sampleIndices,
@@ -159,12 +164,9 @@ export class TrainStep {
     // In a world of one the reduced gradient is this rank's own, checked above: a second
     // scan would cost a pass over every parameter per step (about 4% of a baseline step).
     const bad = ownBad || reducer.worldSize > 1 ? findNonFinite(this.grads) : -1;
-    let applyMs = 0;
     let skipped: string | undefined;
     if (bad < 0) {
-      t = performance.now();
-      this.applyGradients(this.grads, input.lr);
-      applyMs = performance.now() - t;
+      this.held = true;
     } else if (ownBad) {
       skipped = Number.isFinite(loss)
         ? `rank ${rank}'s gradient is not finite`
@@ -177,8 +179,26 @@ export class TrainStep {
       correct,
       count,
       skipped,
-      timings: { computeMs, waitMs, allReduceMs, applyMs, buckets },
+      timings: { computeMs, waitMs, allReduceMs, buckets },
     };
+  }
+
+  /**
+   * Applies the gradient the last step() reduced, at learning rate `lr` (the commit of that
+   * step); returns how long the update took in ms. Nothing to apply (the step was skipped, or
+   * already applied or discarded): 0.
+   */
+  applyHeld(lr: number): number {
+    if (!this.held) return 0;
+    this.held = false;
+    const t = performance.now();
+    this.applyGradients(this.grads, lr);
+    return performance.now() - t;
+  }
+
+  /** Discards the gradient the last step() reduced (its step was abandoned). */
+  discardHeld(): void {
+    this.held = false;
   }
 
   /**

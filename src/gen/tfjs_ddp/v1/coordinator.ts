@@ -156,6 +156,8 @@ export interface ControlRequest {
     | { $case: "fingerprint"; value: WeightFingerprint }
     | { $case: "statePart"; value: StatePart }
     | { $case: "failure"; value: WorkerFailure }
+    | { $case: "generationFailed"; value: GenerationFailed }
+    | { $case: "leaving"; value: LeaveNotice }
     | undefined;
 }
 
@@ -168,6 +170,8 @@ export interface ControlResponse {
     | { $case: "fingerprint"; value: FingerprintCommand }
     | { $case: "checkpoint"; value: CheckpointCommand }
     | { $case: "stop"; value: StopCommand }
+    | { $case: "commit"; value: CommitStep }
+    | { $case: "loadState"; value: LoadStateCommand }
     | undefined;
 }
 
@@ -183,7 +187,10 @@ export interface ControlHello {
 export interface Membership {
   generation: number;
   worldSize: number;
-  /** Indexed by rank. */
+  /**
+   * Indexed by the position in this generation's collective; PeerInfo.rank is the
+   * worker's own rank (its admission, stable across generations).
+   */
   peers: PeerInfo[];
   /**
    * Secret. The generation's credential: every PeerService.Exchange and
@@ -192,6 +199,37 @@ export interface Membership {
    * generation's is refused.
    */
   credential: string;
+  /**
+   * Steps every replica has applied (the commit rule: see CommitStep). A worker that
+   * holds the reduced gradient of a later step abandons it.
+   */
+  committedSteps: number;
+}
+
+/**
+ * Every rank has reduced step `step`: apply its gradient. A worker holds the reduced
+ * gradient of a step until this arrives (or a new Membership abandons the step), so
+ * that no replica applies a step that not every replica completed.
+ */
+export interface CommitStep {
+  step: number;
+}
+
+/**
+ * The state of a current replica, for a worker that joins a running job: weights
+ * (BatchNorm statistics included) and optimizer state in parts (the StateParts
+ * of a CheckpointCommand, relayed by the coordinator), then the data cursor.
+ * The worker answers with the WeightFingerprint of `committed_steps` once it
+ * holds the whole state.
+ */
+export interface LoadStateCommand {
+  committedSteps: number;
+  part:
+    | StatePart
+    | undefined;
+  /** The epoch and the offset in its permutation of the next step's batch. */
+  cursorEpoch: number;
+  cursorOffset: number;
 }
 
 export interface PeerInfo {
@@ -283,6 +321,11 @@ export interface StepMetrics {
   /** The step was skipped (gradient not finite on some rank); the reason says where. */
   skipped: boolean;
   skipReason: string;
+  /**
+   * The membership generation the step ran in: the coordinator drops a late result
+   * of an abandoned generation.
+   */
+  generation: number;
 }
 
 export interface StepTimings {
@@ -342,6 +385,8 @@ export interface WeightFingerprint {
   step: number;
   /** Hex digest of all weights (trainable and BatchNorm statistics), bit-exact. */
   fingerprint: string;
+  /** The membership generation it was taken in (see StepMetrics.generation). */
+  generation: number;
 }
 
 /** A piece of a state file (weights or optimizer state), sent in order. */
@@ -361,6 +406,24 @@ export interface StatePart {
 export interface WorkerFailure {
   step: number;
   message: string;
+}
+
+/**
+ * The worker's collective of `generation` failed (a peer lost, a deadline): it
+ * abandons the step in flight and waits for the coordinator's next Membership.
+ */
+export interface GenerationFailed {
+  generation: number;
+  step: number;
+  message: string;
+}
+
+/**
+ * The worker leaves (it got SIGTERM): the coordinator re-forms the world without
+ * it at the next step boundary and then sends it a StopCommand.
+ */
+export interface LeaveNotice {
+  reason: string;
 }
 
 export interface FetchSamplesRequest {
@@ -1038,6 +1101,12 @@ export const ControlRequest: MessageFns<ControlRequest> = {
       case "failure":
         WorkerFailure.encode(message.kind.value, writer.uint32(58).fork()).join();
         break;
+      case "generationFailed":
+        GenerationFailed.encode(message.kind.value, writer.uint32(66).fork()).join();
+        break;
+      case "leaving":
+        LeaveNotice.encode(message.kind.value, writer.uint32(74).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1111,6 +1180,22 @@ export const ControlRequest: MessageFns<ControlRequest> = {
             message.kind = { $case: "failure", value: WorkerFailure.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.kind = { $case: "generationFailed", value: GenerationFailed.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.kind = { $case: "leaving", value: LeaveNotice.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1171,6 +1256,18 @@ export const ControlRequest: MessageFns<ControlRequest> = {
         }
         break;
       }
+      case "generationFailed": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "generationFailed", value: GenerationFailed.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "leaving": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "leaving", value: LeaveNotice.fromPartial(object.kind.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -1203,6 +1300,12 @@ export const ControlResponse: MessageFns<ControlResponse> = {
         break;
       case "stop":
         StopCommand.encode(message.kind.value, writer.uint32(58).fork()).join();
+        break;
+      case "commit":
+        CommitStep.encode(message.kind.value, writer.uint32(66).fork()).join();
+        break;
+      case "loadState":
+        LoadStateCommand.encode(message.kind.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -1277,6 +1380,22 @@ export const ControlResponse: MessageFns<ControlResponse> = {
             message.kind = { $case: "stop", value: StopCommand.decode(reader, reader.uint32()) };
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.kind = { $case: "commit", value: CommitStep.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.kind = { $case: "loadState", value: LoadStateCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1334,6 +1453,18 @@ export const ControlResponse: MessageFns<ControlResponse> = {
       case "stop": {
         if (object.kind?.value !== undefined && object.kind?.value !== null) {
           message.kind = { $case: "stop", value: StopCommand.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "commit": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "commit", value: CommitStep.fromPartial(object.kind.value) };
+        }
+        break;
+      }
+      case "loadState": {
+        if (object.kind?.value !== undefined && object.kind?.value !== null) {
+          message.kind = { $case: "loadState", value: LoadStateCommand.fromPartial(object.kind.value) };
         }
         break;
       }
@@ -1410,7 +1541,7 @@ export const ControlHello: MessageFns<ControlHello> = {
 };
 
 function createBaseMembership(): Membership {
-  return { generation: 0, worldSize: 0, peers: [], credential: "" };
+  return { generation: 0, worldSize: 0, peers: [], credential: "", committedSteps: 0 };
 }
 
 export const Membership: MessageFns<Membership> = {
@@ -1426,6 +1557,9 @@ export const Membership: MessageFns<Membership> = {
     }
     if (message.credential !== "") {
       writer.uint32(34).string(message.credential);
+    }
+    if (message.committedSteps !== 0) {
+      writer.uint32(40).uint64(message.committedSteps);
     }
     return writer;
   },
@@ -1475,6 +1609,14 @@ export const Membership: MessageFns<Membership> = {
             message.credential = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.committedSteps = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1496,6 +1638,153 @@ export const Membership: MessageFns<Membership> = {
     message.worldSize = object.worldSize ?? 0;
     message.peers = object.peers?.map((e) => PeerInfo.fromPartial(e)) || [];
     message.credential = object.credential ?? "";
+    message.committedSteps = object.committedSteps ?? 0;
+    return message;
+  },
+};
+
+function createBaseCommitStep(): CommitStep {
+  return { step: 0 };
+}
+
+export const CommitStep: MessageFns<CommitStep> = {
+  encode(message: CommitStep, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.step !== 0) {
+      writer.uint32(8).uint64(message.step);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CommitStep {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCommitStep();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CommitStep>): CommitStep {
+    return CommitStep.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CommitStep>): CommitStep {
+    const message = createBaseCommitStep();
+    message.step = object.step ?? 0;
+    return message;
+  },
+};
+
+function createBaseLoadStateCommand(): LoadStateCommand {
+  return { committedSteps: 0, part: undefined, cursorEpoch: 0, cursorOffset: 0 };
+}
+
+export const LoadStateCommand: MessageFns<LoadStateCommand> = {
+  encode(message: LoadStateCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.committedSteps !== 0) {
+      writer.uint32(8).uint64(message.committedSteps);
+    }
+    if (message.part !== undefined) {
+      StatePart.encode(message.part, writer.uint32(18).fork()).join();
+    }
+    if (message.cursorEpoch !== 0) {
+      writer.uint32(24).uint32(message.cursorEpoch);
+    }
+    if (message.cursorOffset !== 0) {
+      writer.uint32(32).uint64(message.cursorOffset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LoadStateCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLoadStateCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.committedSteps = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = StatePart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cursorEpoch = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.cursorOffset = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LoadStateCommand>): LoadStateCommand {
+    return LoadStateCommand.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LoadStateCommand>): LoadStateCommand {
+    const message = createBaseLoadStateCommand();
+    message.committedSteps = object.committedSteps ?? 0;
+    message.part = (object.part !== undefined && object.part !== null) ? StatePart.fromPartial(object.part) : undefined;
+    message.cursorEpoch = object.cursorEpoch ?? 0;
+    message.cursorOffset = object.cursorOffset ?? 0;
     return message;
   },
 };
@@ -2175,7 +2464,17 @@ export const Heartbeat: MessageFns<Heartbeat> = {
 };
 
 function createBaseStepMetrics(): StepMetrics {
-  return { step: 0, epoch: 0, loss: 0, correct: 0, count: 0, timings: undefined, skipped: false, skipReason: "" };
+  return {
+    step: 0,
+    epoch: 0,
+    loss: 0,
+    correct: 0,
+    count: 0,
+    timings: undefined,
+    skipped: false,
+    skipReason: "",
+    generation: 0,
+  };
 }
 
 export const StepMetrics: MessageFns<StepMetrics> = {
@@ -2203,6 +2502,9 @@ export const StepMetrics: MessageFns<StepMetrics> = {
     }
     if (message.skipReason !== "") {
       writer.uint32(66).string(message.skipReason);
+    }
+    if (message.generation !== 0) {
+      writer.uint32(72).uint64(message.generation);
     }
     return writer;
   },
@@ -2284,6 +2586,14 @@ export const StepMetrics: MessageFns<StepMetrics> = {
             message.skipReason = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.generation = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2311,6 +2621,7 @@ export const StepMetrics: MessageFns<StepMetrics> = {
       : undefined;
     message.skipped = object.skipped ?? false;
     message.skipReason = object.skipReason ?? "";
+    message.generation = object.generation ?? 0;
     return message;
   },
 };
@@ -2683,7 +2994,7 @@ export const EvaluationMetrics: MessageFns<EvaluationMetrics> = {
 };
 
 function createBaseWeightFingerprint(): WeightFingerprint {
-  return { step: 0, fingerprint: "" };
+  return { step: 0, fingerprint: "", generation: 0 };
 }
 
 export const WeightFingerprint: MessageFns<WeightFingerprint> = {
@@ -2693,6 +3004,9 @@ export const WeightFingerprint: MessageFns<WeightFingerprint> = {
     }
     if (message.fingerprint !== "") {
       writer.uint32(18).string(message.fingerprint);
+    }
+    if (message.generation !== 0) {
+      writer.uint32(24).uint64(message.generation);
     }
     return writer;
   },
@@ -2726,6 +3040,14 @@ export const WeightFingerprint: MessageFns<WeightFingerprint> = {
             message.fingerprint = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.generation = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2745,6 +3067,7 @@ export const WeightFingerprint: MessageFns<WeightFingerprint> = {
     const message = createBaseWeightFingerprint();
     message.step = object.step ?? 0;
     message.fingerprint = object.fingerprint ?? "";
+    message.generation = object.generation ?? 0;
     return message;
   },
 };
@@ -2927,6 +3250,140 @@ export const WorkerFailure: MessageFns<WorkerFailure> = {
     const message = createBaseWorkerFailure();
     message.step = object.step ?? 0;
     message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseGenerationFailed(): GenerationFailed {
+  return { generation: 0, step: 0, message: "" };
+}
+
+export const GenerationFailed: MessageFns<GenerationFailed> = {
+  encode(message: GenerationFailed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== 0) {
+      writer.uint32(8).uint64(message.generation);
+    }
+    if (message.step !== 0) {
+      writer.uint32(16).uint64(message.step);
+    }
+    if (message.message !== "") {
+      writer.uint32(26).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerationFailed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerationFailed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generation = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.step = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GenerationFailed>): GenerationFailed {
+    return GenerationFailed.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GenerationFailed>): GenerationFailed {
+    const message = createBaseGenerationFailed();
+    message.generation = object.generation ?? 0;
+    message.step = object.step ?? 0;
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseLeaveNotice(): LeaveNotice {
+  return { reason: "" };
+}
+
+export const LeaveNotice: MessageFns<LeaveNotice> = {
+  encode(message: LeaveNotice, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaveNotice {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLeaveNotice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<LeaveNotice>): LeaveNotice {
+    return LeaveNotice.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LeaveNotice>): LeaveNotice {
+    const message = createBaseLeaveNotice();
+    message.reason = object.reason ?? "";
     return message;
   },
 };
