@@ -192,12 +192,11 @@ export class Membership {
   /**
    * The credentials of the admitted workers: the rule for their coordinator calls. A worker
    * whose admission ends loses its credential with it, and so does one whose Control stream
-   * ended once the world runs; once stopped, none is valid.
+   * ended (leave() ends its admission); a worker admitted into a running job holds a valid one
+   * until its Control stream opens; once stopped, none is valid.
    */
   readonly credentials = (): readonly string[] =>
-    this.admissions
-      .filter((a) => this.current === 'admitting' || (this.current === 'running' && a.attached))
-      .map((a) => a.credential);
+    this.current === 'stopped' ? [] : this.admissions.map((a) => a.credential);
 
   /** admitting → running; returns the world by rank. Throws if it is not complete. */
   start(): Admission[] {
