@@ -15,6 +15,9 @@ import { isGiven } from './flag-options.js';
  */
 const NOT_RUN_SETTINGS: readonly FlagName[] = ['out', 'resume', 'json'];
 
+/** The training configuration's flags, which the checkpoint keeps (the global batch too). */
+const IN_THE_CHECKPOINT: readonly FlagName[] = [...TRAINING_FLAGS, 'globalBatchSize'];
+
 /**
  * Secrets: never written to the run folder. The file records that one was given, and a resumed
  * run must be given it again (rather than run without the protection it started with).
@@ -38,9 +41,7 @@ export function keptOnResume(command: Command): FlagName[] {
   const names = new Set(command.options.map((o) => o.attributeName()));
   return (Object.keys(FLAGS) as FlagName[]).filter(
     (name) =>
-      names.has(name) &&
-      !(TRAINING_FLAGS as readonly FlagName[]).includes(name) &&
-      !NOT_RUN_SETTINGS.includes(name),
+      names.has(name) && !IN_THE_CHECKPOINT.includes(name) && !NOT_RUN_SETTINGS.includes(name),
   );
 }
 

@@ -53,7 +53,9 @@ describe.each(['train', 'coordinator'])('%s --resume', (name) => {
         ? ['checkpointEvery', 'workers', 'allowOversubscribe', 'stepTimeout', 'httpPort', 'trace']
         : ['checkpointEvery', 'worldSize', 'port', 'bindHost', 'tokenFile', 'tlsCert', 'token'];
     expect(kept).toEqual(expect.arrayContaining(expected));
-    for (const training of TRAINING_FLAGS) expect(kept).not.toContain(training);
+    for (const training of [...TRAINING_FLAGS, 'globalBatchSize']) {
+      expect(kept).not.toContain(training);
+    }
     for (const other of ['out', 'resume', 'json']) expect(kept).not.toContain(other);
 
     const started = command(name);
