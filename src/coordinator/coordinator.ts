@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { StarReductionService } from '../shared/collectives/star-reduction-service.js';
 import type { TrainConfig } from '../shared/config/train-config.js';
+import { fingerprintCifarFolder } from '../shared/data/data-fingerprint.js';
 import { GenerationCredential } from '../shared/distributed/call-authenticator.js';
 import { encodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
@@ -116,6 +117,11 @@ export class Coordinator implements ChannelEvents {
       protocolVersion: PROTOCOL_VERSION,
       modelName: config.model,
       architecture,
+      // Workers that read their own copy must prove it is the same (their Join carries its fingerprint).
+      data:
+        opts.dataFrom === 'local' && data.dataDir !== undefined
+          ? await fingerprintCifarFolder(data.dataDir)
+          : undefined,
     });
     // Below the workers' deadline: the reduction point knows which rank is missing, so it speaks first.
     const reduction = new StarReductionService({

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { DeviceInfo, JoinRequest } from '../gen/tfjs_ddp/v1/coordinator.js';
+import { type DataFingerprint, dataMismatch } from '../shared/data/data-fingerprint.js';
 import { newCredential } from '../shared/distributed/call-authenticator.js';
 import { UserError } from '../shared/errors.js';
 
@@ -23,6 +24,8 @@ export interface AdmissionRules {
   protocolVersion: number;
   modelName: string;
   architecture: string;
+  /** The coordinator's data, when the workers read their own copy of it (dataMismatch). */
+  data?: DataFingerprint;
 }
 
 /** One admitted worker. */
@@ -73,8 +76,8 @@ export class Membership {
   }
 
   /**
-   * Admits a worker or throws JoinRefusal: FAILED_PRECONDITION (protocol version, model or
-   * architecture differ; the run has started), ALREADY_EXISTS (worker id already admitted, rank
+   * Admits a worker or throws JoinRefusal: FAILED_PRECONDITION (protocol version, model,
+   * architecture or data files differ; the run has started), ALREADY_EXISTS (worker id already admitted, rank
    * asked for already taken), INVALID_ARGUMENT (no worker id or peer address, rank out of
    * range), RESOURCE_EXHAUSTED (world full). The join token was checked before (see
    * CallAuthenticator), so that nothing about the run is told to a stranger.
@@ -101,6 +104,8 @@ export class Membership {
         `architecture fingerprint of ${rules.modelName} differs: the worker's is ${req.architectureFingerprint.slice(0, 12)}…, the coordinator's ${rules.architecture.slice(0, 12)}… (different tfjs-ddp builds?)`,
       );
     }
+    const dataProblem = rules.data && dataMismatch(req.data, rules.data);
+    if (dataProblem) throw refuse(status.FAILED_PRECONDITION, dataProblem);
     if (req.workerId === '' || req.peerAddress === '') {
       throw refuse(status.INVALID_ARGUMENT, 'a join must state worker_id and peer_address');
     }

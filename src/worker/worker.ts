@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import { localDataFingerprint } from '../shared/data/data-fingerprint.js';
 import {
   CallAuthenticator,
   GenerationCredential,
@@ -46,6 +47,9 @@ export interface WorkerOptions {
  * coordinator stopped the run with an error or this worker failed (after telling it why).
  */
 export async function runWorker(opts: WorkerOptions): Promise<void> {
+  // Hashing the data files (about 150 MB) overlaps the backend's start; awaited at the join.
+  const data = localDataFingerprint(opts.dataDir);
+  data.catch(() => undefined);
   const backend = await initBackend(opts.backend, { gpu: opts.gpu });
   log().info(
     { device: backend.device },
@@ -88,6 +92,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         },
         workerId: `${hostname()}:${process.pid}`,
         requestedRank: opts.rank,
+        data: await data,
       },
       {
         credentials: opts.security.channel,

@@ -77,6 +77,7 @@ export function joinRequest(
     device: { backend: 'cpu', device: 'test', hostname: 'test', pid: 1 },
     workerId: 'test-worker',
     requestedRank: undefined,
+    data: undefined,
     ...base,
   };
 }

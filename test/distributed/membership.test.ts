@@ -20,6 +20,7 @@ function request(fields: Partial<JoinRequest> = {}): JoinRequest {
     device: undefined,
     workerId: 'w0',
     requestedRank: undefined,
+    data: undefined,
     ...fields,
   };
 }

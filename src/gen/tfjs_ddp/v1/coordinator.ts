@@ -82,7 +82,34 @@ export interface JoinRequest {
    * The rank the worker asks for (for example a Kubernetes completion index);
    * absent: the coordinator assigns the lowest free rank.
    */
-  requestedRank?: number | undefined;
+  requestedRank?:
+    | number
+    | undefined;
+  /**
+   * The dataset files the worker would read (absent: it has no local CIFAR-10
+   * folder). A run that reads local CIFAR-10 data refuses a worker whose files
+   * differ from the coordinator's, or that has none (FAILED_PRECONDITION naming
+   * the files that differ).
+   */
+  data: DataFingerprint | undefined;
+}
+
+/**
+ * The files of a CIFAR-10 folder: what proves that two processes read the same
+ * samples.
+ */
+export interface DataFingerprint {
+  /** Where the folder is on the process that sent it (for messages only). */
+  dir: string;
+  /** Every batch file and batches.meta.txt present, by name. */
+  files: DataFile[];
+}
+
+export interface DataFile {
+  name: string;
+  size: number;
+  /** Hex sha256 of the file's bytes. */
+  sha256: string;
 }
 
 export interface DeviceInfo {
@@ -458,6 +485,7 @@ function createBaseJoinRequest(): JoinRequest {
     device: undefined,
     workerId: "",
     requestedRank: undefined,
+    data: undefined,
   };
 }
 
@@ -483,6 +511,9 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.requestedRank !== undefined) {
       writer.uint32(64).uint32(message.requestedRank);
+    }
+    if (message.data !== undefined) {
+      DataFingerprint.encode(message.data, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -556,6 +587,14 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.requestedRank = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.data = DataFingerprint.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -582,6 +621,155 @@ export const JoinRequest: MessageFns<JoinRequest> = {
       : undefined;
     message.workerId = object.workerId ?? "";
     message.requestedRank = object.requestedRank ?? undefined;
+    message.data = (object.data !== undefined && object.data !== null)
+      ? DataFingerprint.fromPartial(object.data)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDataFingerprint(): DataFingerprint {
+  return { dir: "", files: [] };
+}
+
+export const DataFingerprint: MessageFns<DataFingerprint> = {
+  encode(message: DataFingerprint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dir !== "") {
+      writer.uint32(10).string(message.dir);
+    }
+    for (const v of message.files) {
+      DataFile.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataFingerprint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataFingerprint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.dir = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.files.push(DataFile.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DataFingerprint>): DataFingerprint {
+    return DataFingerprint.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DataFingerprint>): DataFingerprint {
+    const message = createBaseDataFingerprint();
+    message.dir = object.dir ?? "";
+    message.files = object.files?.map((e) => DataFile.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDataFile(): DataFile {
+  return { name: "", size: 0, sha256: "" };
+}
+
+export const DataFile: MessageFns<DataFile> = {
+  encode(message: DataFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.size !== 0) {
+      writer.uint32(16).uint64(message.size);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DataFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDataFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DataFile>): DataFile {
+    return DataFile.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DataFile>): DataFile {
+    const message = createBaseDataFile();
+    message.name = object.name ?? "";
+    message.size = object.size ?? 0;
+    message.sha256 = object.sha256 ?? "";
     return message;
   },
 };
