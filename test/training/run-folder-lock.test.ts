@@ -1,5 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,6 +170,19 @@ describe('the run folder lock', () => {
     await lock.release();
     expect(owner(dir).pid).toBe(4242);
   }, 15_000);
+
+  it('is renewed while the main thread computes without a pause', async () => {
+    const dir = join(work, 'busy');
+    const lock = await RunFolderLock.acquire(dir);
+    const taken = statSync(join(dir, LOCK_FILE)).mtimeMs;
+    // A synchronous training step longer than the renewal interval.
+    const until = Date.now() + LOCK_RENEW_MS + 1_000;
+    while (Date.now() < until) {
+      // busy
+    }
+    expect(statSync(join(dir, LOCK_FILE)).mtimeMs).toBeGreaterThan(taken + LOCK_RENEW_MS / 2);
+    await lock.release();
+  });
 
   it('removes the files left by interrupted writes when taken', async () => {
     const dir = join(work, 'leftovers');

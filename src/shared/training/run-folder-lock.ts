@@ -1,25 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, unlinkSync } from 'node:fs';
-import {
-  link,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ExplainedError } from '../errors.js';
 import { log } from '../logging/logger.js';
 
 /** The lock file of a run folder, written by the process that owns the run. */
 export const LOCK_FILE = 'run.lock';
 /** How often the owner renews its lock (the file's mtime). */
-export const LOCK_RENEW_MS = 5_000;
+export const LOCK_RENEW_MS = 2_000;
 /** A lock not renewed for this long belongs to a dead process (on any host): it is taken over. */
 export const LOCK_STALE_MS = 30_000;
 
@@ -50,6 +41,27 @@ export class RunFolderLocked extends ExplainedError {
   }
 }
 
+/**
+ * The renewal runs in a thread of its own: the main thread may compute synchronously for longer
+ * than LOCK_STALE_MS (a training step of a large model on a CPU backend), and a lock must not
+ * look abandoned meanwhile. Each renewal first checks that the lock is still this owner's, and
+ * posts the owner found otherwise (null: none), then stops.
+ */
+const RENEWER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { readFileSync, utimesSync } = require('node:fs');
+const timer = setInterval(() => {
+  let owner = null;
+  try { owner = JSON.parse(readFileSync(workerData.path, 'utf8')); } catch {}
+  if (owner === null || owner.id !== workerData.id) {
+    clearInterval(timer);
+    parentPort.postMessage(owner);
+    return;
+  }
+  try { const now = new Date(); utimesSync(workerData.path, now, now); } catch {}
+}, workerData.renewMs);
+`;
+
 /** Locks held by this process (so that it never takes over its own lock as stale). */
 const heldHere = new Set<string>();
 
@@ -65,7 +77,7 @@ const heldHere = new Set<string>();
  * process.exit, synchronously.
  */
 export class RunFolderLock {
-  private readonly timer: NodeJS.Timeout;
+  private readonly renewer: Worker;
   private readonly releaseOnExit = () => this.releaseSync();
   private released = false;
 
@@ -75,7 +87,15 @@ export class RunFolderLock {
     onLost: (current: LockOwner | undefined) => void,
   ) {
     heldHere.add(owner.id);
-    this.timer = setInterval(() => void this.renew(onLost), LOCK_RENEW_MS).unref();
+    this.renewer = new Worker(RENEWER, {
+      eval: true,
+      workerData: { path: join(dir, LOCK_FILE), id: owner.id, renewMs: LOCK_RENEW_MS },
+    });
+    this.renewer.unref();
+    this.renewer.on('message', (current: LockOwner | null) => {
+      this.releaseSync();
+      onLost(current ?? undefined);
+    });
     process.on('exit', this.releaseOnExit);
   }
 
@@ -130,7 +150,7 @@ export class RunFolderLock {
   private releaseSync(): void {
     if (this.released) return;
     this.released = true;
-    clearInterval(this.timer);
+    void this.renewer.terminate();
     process.off('exit', this.releaseOnExit);
     heldHere.delete(this.owner.id);
     const path = join(this.dir, LOCK_FILE);
@@ -139,19 +159,6 @@ export class RunFolderLock {
     } catch {
       // Already gone, or taken over: nothing of ours to remove.
     }
-  }
-
-  private async renew(onLost: (current: LockOwner | undefined) => void): Promise<void> {
-    const path = join(this.dir, LOCK_FILE);
-    const current = await readLock(path).catch(() => undefined);
-    if (this.released) return;
-    if (current?.owner?.id !== this.owner.id) {
-      this.releaseSync();
-      onLost(current?.owner);
-      return;
-    }
-    const now = new Date();
-    await utimes(path, now, now).catch(() => undefined);
   }
 }
 
