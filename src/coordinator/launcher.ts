@@ -83,9 +83,10 @@ export async function trainWithWorkers(
   );
   // Interrupted while the coordinator started: run() rejects at once, and no worker starts.
   if (stop.signal.aborted) await coordinator.run();
-  workers = new LocalWorkers(specs, log());
+  workers = new LocalWorkers(specs, log(), undefined, distributed.maxRestarts);
   const started = workers;
-  // A worker process that dies ends the run now (its rank named), not at a deadline.
+  // A worker process that dies beyond --max-restarts ends the run now (its rank named), not at
+  // a deadline; within them, it is started again and rejoins the running job.
   started.done.catch((error: Error) => coordinator.abort(error.message));
   let summary: TrainSummary;
   try {

@@ -33,8 +33,9 @@ const PARENT_WATCH_ENV = 'TFJS_DDP_EXIT_WITH_PARENT';
 
 /**
  * The worker processes of a local run, like torchrun --nproc_per_node: each child's
- * log lines are re-emitted through our logger tagged with its rank, the first child
- * to fail stops all the others, and no child outlives us. Children get a stdin pipe
+ * log lines are re-emitted through our logger tagged with its rank, a child that dies is
+ * started again while restarts are left, the first child to fail beyond them stops all the
+ * others, and no child outlives us. Children get a stdin pipe
  * and exit when it closes (see exitWithParent), so even a SIGKILL of this process
  * leaves no orphans.
  */
@@ -44,12 +45,20 @@ export class LocalWorkers {
   private readonly children = new Map<number, ChildProcess>();
   private stopping = false;
 
+  /** Restarts done so far, of `maxRestarts`, over all ranks. */
+  private restarts = 0;
+
+  /**
+   * `maxRestarts`: how many times in all a worker that died is started again (with the same
+   * arguments: it rejoins the running job), like torchrun's agent; beyond that, a death fails.
+   */
   constructor(
     specs: readonly LocalWorkerSpec[],
     private readonly log: Logger,
     entryPoint: string = process.argv[1],
+    private readonly maxRestarts = 0,
   ) {
-    const exits = specs.map((spec) => this.startOne(spec, entryPoint));
+    const exits = specs.map((spec) => this.supervise(spec, entryPoint));
     this.done = Promise.all(exits).then(() => undefined);
     // Callers await `done` later; until then a rejection must not count as unhandled.
     this.done.catch(() => {});
@@ -70,6 +79,29 @@ export class LocalWorkers {
     }, graceMs);
     await Promise.all(alive.map((c) => (c.exitCode === null ? onceExited(c) : undefined)));
     clearTimeout(timer);
+  }
+
+  /** Runs the worker `spec`, starting it again after a failure while restarts are left. */
+  private async supervise(spec: LocalWorkerSpec, entryPoint: string): Promise<void> {
+    for (;;) {
+      try {
+        await this.startOne(spec, entryPoint);
+        return;
+      } catch (error) {
+        if (this.stopping || this.restarts >= this.maxRestarts) {
+          if (this.maxRestarts > 0 && error instanceof Error && !this.stopping) {
+            error.message += `; no restart left (--max-restarts ${this.maxRestarts})`;
+          }
+          void this.stop();
+          throw error;
+        }
+        this.restarts++;
+        this.log.warn(
+          { rank: spec.rank },
+          `${(error as Error).message}; restarting it (restart ${this.restarts} of --max-restarts ${this.maxRestarts})`,
+        );
+      }
+    }
   }
 
   private startOne(spec: LocalWorkerSpec, entryPoint: string): Promise<void> {
@@ -94,9 +126,7 @@ export class LocalWorkers {
       child.on('exit', (code, signal) => {
         this.children.delete(spec.rank);
         if (code === 0 || this.stopping) return resolve();
-        const err = new WorkerProcessError(spec.rank, code, signal, lastError);
-        void this.stop();
-        reject(err);
+        reject(new WorkerProcessError(spec.rank, code, signal, lastError));
       });
     });
   }

@@ -119,3 +119,19 @@ describe('a lost worker and a joining one', () => {
     120_000,
   );
 });
+
+describe('a worker that leaves on SIGTERM', () => {
+  it('announces it, exits 0 at a step boundary, and the trajectory is unchanged', async () => {
+    const run = await startRun('leave');
+    expect(await run.untilSteps(5), run.coordinator.stderr().slice(-3000)).toBe(true);
+    const leaver = run.workers[1];
+    leaver.child.kill('SIGTERM');
+    expect(await leaver.exited, leaver.stderr().slice(-3000)).toBe(0);
+    expect(await run.coordinator.exited, run.coordinator.stderr().slice(-3000)).toBe(0);
+    const [change, ...more] = run.membershipChanges();
+    expect(more).toEqual([]);
+    expect(change).toMatchObject({ workers: 2, lost: [], left: [expect.any(Number)] });
+    expect(change.cause).toMatch(/^rank \d \(.*\) left \(SIGTERM\)$/);
+    await expectReferenceWeights(run);
+  }, 120_000);
+});
