@@ -3906,7 +3906,8 @@ export const CoordinatorServiceService = {
    * The worker's first message is a ControlHello; the coordinator then sends a
    * Membership when the world is complete, and commands from then on. Closing
    * the stream (or missing heartbeats for the configured timeout) removes the
-   * worker and stops the run.
+   * worker: the run goes on without it (a new Membership) within --max-restarts,
+   * and ends otherwise.
    */
   control: {
     path: "/tfjs_ddp.v1.CoordinatorService/Control" as const,
@@ -3966,7 +3967,8 @@ export interface CoordinatorServiceServer extends UntypedServiceImplementation {
    * The worker's first message is a ControlHello; the coordinator then sends a
    * Membership when the world is complete, and commands from then on. Closing
    * the stream (or missing heartbeats for the configured timeout) removes the
-   * worker and stops the run.
+   * worker: the run goes on without it (a new Membership) within --max-restarts,
+   * and ends otherwise.
    */
   control: handleBidiStreamingCall<ControlRequest, ControlResponse>;
   /**
@@ -4010,7 +4012,8 @@ export interface CoordinatorServiceClient extends Client {
    * The worker's first message is a ControlHello; the coordinator then sends a
    * Membership when the world is complete, and commands from then on. Closing
    * the stream (or missing heartbeats for the configured timeout) removes the
-   * worker and stops the run.
+   * worker: the run goes on without it (a new Membership) within --max-restarts,
+   * and ends otherwise.
    */
   control(): ClientDuplexStream<ControlRequest, ControlResponse>;
   control(options: Partial<CallOptions>): ClientDuplexStream<ControlRequest, ControlResponse>;
