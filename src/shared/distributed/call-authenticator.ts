@@ -99,7 +99,7 @@ export class CallAuthenticator {
   }
 }
 
-const MISSING = `this call needs a credential of this run in the ${CREDENTIAL_METADATA} metadata (a worker needs the run's join token: --token or --token-file)`;
+const MISSING = `this call needs a credential of this run in the ${CREDENTIAL_METADATA} metadata (to join: the run's join token, --token or --token-file)`;
 const INVALID = `the ${CREDENTIAL_METADATA} metadata holds no valid credential of this run (a wrong join token, or a credential that was revoked)`;
 
 /**
