@@ -1,7 +1,6 @@
 import {
   type ChannelCredentials,
   type ClientDuplexStream,
-  Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
@@ -16,7 +15,7 @@ import {
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
 import {
-  credentialOptions,
+  credentialMetadata,
   type GenerationCredential,
 } from '../shared/distributed/call-authenticator.js';
 import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
@@ -88,18 +87,22 @@ export class CoordinatorLink {
     request: JoinRequest,
     opts: JoinOptions,
   ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
-    const client = new CoordinatorServiceClient(address, opts.credentials, {
-      ...channelOptions(DEFAULT_GRPC_SETTINGS),
-      ...credentialOptions(() => opts.token),
-    });
+    const client = new CoordinatorServiceClient(
+      address,
+      opts.credentials,
+      channelOptions(DEFAULT_GRPC_SETTINGS),
+    );
     const deadline = Date.now() + opts.joinTimeoutMs;
     try {
       await reachCoordinator(client, address, opts.joinTimeoutMs, opts.signal);
       let toldFull = false;
       for (;;) {
         const answer = await untilAborted<JoinResponse | ServiceError>(opts.signal, (resolve) => {
-          const call = client.join(request, new Metadata(), { deadline }, (error, response) =>
-            resolve(error ?? response),
+          const call = client.join(
+            request,
+            credentialMetadata(opts.token),
+            { deadline },
+            (error, response) => resolve(error ?? response),
           );
           return () => call.cancel();
         });
@@ -145,11 +148,12 @@ export class CoordinatorLink {
   openControl(rank: number, sessionId: string, timeoutMs: number): void {
     this.session = { rank, sessionId };
     this.client.close();
-    this.client = new CoordinatorServiceClient(this.address, this.opts.credentials, {
-      ...channelOptions({ ...DEFAULT_GRPC_SETTINGS, keepaliveTimeoutMs: timeoutMs }),
-      ...credentialOptions(() => this.credential),
-    });
-    const call = this.client.control();
+    this.client = new CoordinatorServiceClient(
+      this.address,
+      this.opts.credentials,
+      channelOptions({ ...DEFAULT_GRPC_SETTINGS, keepaliveTimeoutMs: timeoutMs }),
+    );
+    const call = this.client.control(credentialMetadata(this.credential));
     this.call = call;
     this.writer = new BackpressureWriter(call, `rank ${rank}`, 'the coordinator');
     this.timeoutMs = timeoutMs;
@@ -211,7 +215,7 @@ export class CoordinatorLink {
       (resolve, reject) =>
         this.client.fetchSamples(
           { split, indices: [...indices] },
-          new Metadata(),
+          credentialMetadata(this.credential),
           { deadline: Date.now() + this.timeoutMs },
           (error, response) =>
             error
@@ -233,7 +237,7 @@ export class CoordinatorLink {
     const assembler = new StateAssembler('the coordinator', true);
     const call = this.client.fetchCheckpoint(
       { rank: this.session.rank, sessionId: this.session.sessionId },
-      undefined,
+      credentialMetadata(this.credential),
       { deadline: Date.now() + this.timeoutMs },
     );
     return new Promise((resolve, reject) => {

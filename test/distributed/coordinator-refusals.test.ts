@@ -19,7 +19,7 @@ import {
 } from './fake-worker.js';
 
 const TOKEN = 's3cret';
-const JOIN_TIMEOUT_S = 10;
+const JOIN_TIMEOUT_S = 20;
 let coordinator: ChildProcessWithoutNullStreams;
 let stderr = '';
 let exited: Promise<number | null>;

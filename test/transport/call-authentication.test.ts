@@ -113,7 +113,7 @@ describe('an authenticated PeerService', () => {
       peer: 'rank 0',
       timeoutMs: 3000,
       credential,
-      open: (c) => c.exchange(),
+      open: (c, metadata) => c.exchange(metadata),
       hello: hello(1, 1, 0),
       refusal: () => undefined,
     });

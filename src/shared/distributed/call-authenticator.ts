@@ -1,13 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import {
-  type ClientOptions,
-  InterceptingCall,
-  type Interceptor,
-  Metadata,
-  ServerInterceptingCall,
-  type ServerInterceptor,
-  status,
-} from '@grpc/grpc-js';
+import { Metadata, ServerInterceptingCall, type ServerInterceptor, status } from '@grpc/grpc-js';
 
 /**
  * The call metadata that carries a call's credential: the join token on Join, the worker's
@@ -103,20 +95,14 @@ const MISSING = `this call needs a credential of this run in the ${CREDENTIAL_ME
 const INVALID = `the ${CREDENTIAL_METADATA} metadata holds no valid credential of this run (a wrong join token, or a credential that was revoked)`;
 
 /**
- * The client options that put `credential()` into the metadata of every call of a client (no
- * metadata when it returns undefined or ''). Read at each call, so a client can switch from the
- * join token to the credential Join issued.
+ * The metadata for one call with `credential` (none when undefined or ''): how every client of
+ * this project attaches its credential. Per call, not as a client interceptor, so the calls
+ * that carry the gradients go through grpc-js exactly as before.
  */
-export function credentialOptions(credential: () => string | undefined): ClientOptions {
-  const interceptor: Interceptor = (options, nextCall) =>
-    new InterceptingCall(nextCall(options), {
-      start: (metadata, listener, next) => {
-        const value = credential();
-        if (value) metadata.set(CREDENTIAL_METADATA, value);
-        next(metadata, listener);
-      },
-    });
-  return { interceptors: [interceptor] };
+export function credentialMetadata(credential: string | undefined): Metadata {
+  const metadata = new Metadata();
+  if (credential) metadata.set(CREDENTIAL_METADATA, credential);
+  return metadata;
 }
 
 /**

@@ -4,10 +4,11 @@ import {
   type Client,
   type ClientDuplexStream,
   credentials,
+  type Metadata,
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
-import { credentialOptions } from '../distributed/call-authenticator.js';
+import { credentialMetadata } from '../distributed/call-authenticator.js';
 import {
   DeadlineExceededError,
   PeerAbortedError,
@@ -36,8 +37,8 @@ export interface HelloStreamSpec<C extends Client, Req, Res> {
   credentials?: ChannelCredentials;
   /** The generation's credential, sent in the call's metadata (see CallAuthenticator). */
   credential?: string;
-  /** Opens the call on the client. */
-  open(client: C): ClientDuplexStream<Req, Res>;
+  /** Opens the call on the client, with `metadata` (it carries the credential). */
+  open(client: C, metadata: Metadata): ClientDuplexStream<Req, Res>;
   /** This side's hello, the stream's first message. */
   hello: Req;
   /** Why the server's first message is not the hello expected (then the stream is given up), or undefined. */
@@ -87,15 +88,16 @@ async function tryHelloStream<C extends Client, Req, Res>(
   deadline: number,
 ): Promise<HelloStream<C, Req, Res>> {
   const settings = { ...DEFAULT_GRPC_SETTINGS, ...spec.settings };
-  const client = new spec.client(spec.address, spec.credentials ?? credentials.createInsecure(), {
-    ...channelOptions(settings),
-    ...credentialOptions(() => spec.credential),
-  });
+  const client = new spec.client(
+    spec.address,
+    spec.credentials ?? credentials.createInsecure(),
+    channelOptions(settings),
+  );
   let call: ClientDuplexStream<Req, Res> | undefined;
   try {
     const timeoutMs = Math.max(1, deadline - Date.now());
     await waitForChannel(client, spec.peer, spec.address, timeoutMs);
-    call = spec.open(client);
+    call = spec.open(client, credentialMetadata(spec.credential));
     const early = recordErrors(call);
     call.write(spec.hello);
     const answer = await firstMessage<Res>(call, `${spec.peer} at ${spec.address}`, timeoutMs);

@@ -260,7 +260,7 @@ function dial(spec: RingLinkSpec, prev: number): Promise<Dialled> {
     settings: spec.settings,
     credentials: spec.credentials,
     credential: spec.credential,
-    open: (client) => client.exchange(),
+    open: (client, metadata) => client.exchange(metadata),
     hello: {
       kind: {
         $case: 'hello',

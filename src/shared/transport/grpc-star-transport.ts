@@ -85,7 +85,7 @@ export class GrpcStarTransport implements ChunkTransport {
       settings: spec.settings,
       credentials: spec.credentials,
       credential: spec.credential,
-      open: (c) => c.reduce(),
+      open: (c, metadata) => c.reduce(metadata),
       hello: {
         kind: {
           $case: 'hello',

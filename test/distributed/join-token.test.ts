@@ -1,11 +1,13 @@
 // `train --workers N` protects its run with a join token of its own: random, handed to the worker
 // processes in their environment (not on their command lines, which `ps` shows anyone), and
-// written nowhere: not in a log line, not in the run folder.
+// written nowhere: not in a log line, not in the run folder. A `coordinator` that anyone on the
+// network could join (no token, no TLS, not on loopback) says so once.
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { childPids, ensureBuilt, startCli, waitUntil } from './cli-runs.js';
+import { listeningPort } from './fake-worker.js';
 
 const out = join(tmpdir(), `ddp-launcher-token-${process.pid}`);
 let child: ReturnType<typeof startCli> | undefined;
@@ -65,4 +67,32 @@ describe('train --workers 2', () => {
       expect(content.includes(token), f.name).toBe(false);
     }
   }, 120_000);
+});
+
+describe('coordinator without a join token', () => {
+  /** The coordinator's log up to the line that says it listens (then it is stopped). */
+  async function startUp(host: string, env: Record<string, string> = {}): Promise<string> {
+    const coordinator = startCli(
+      [
+        ...['coordinator', '--world-size', '2', '--port', '0', '--bind-host', host],
+        ...['--model', 'lenet5', '--dataset', 'synthetic', '--backend', 'cpu', '--http-port', '0'],
+      ],
+      { env: { TFJS_DDP_TOKEN: '', TFJS_DDP_TOKEN_FILE: '', ...env } },
+    );
+    let log = '';
+    coordinator.stderr.on('data', (d) => (log += d));
+    try {
+      await listeningPort(coordinator);
+    } finally {
+      coordinator.kill('SIGKILL');
+    }
+    return log;
+  }
+
+  it('warns once when it listens beyond loopback, and not on loopback or with a token', async () => {
+    const warning = /no join token: anyone who reaches 0\.0\.0\.0:\d+ can join this run/g;
+    expect((await startUp('0.0.0.0')).match(warning)).toHaveLength(1);
+    expect(await startUp('127.0.0.1')).not.toMatch(/no join token/);
+    expect(await startUp('0.0.0.0', { TFJS_DDP_TOKEN: 'a-token' })).not.toMatch(/no join token/);
+  }, 60_000);
 });
