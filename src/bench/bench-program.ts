@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { addAllreduceCommand } from './allreduce-cli.js';
 import { runAllreduceRank } from './allreduce-rank.js';
+import { addChaosCommand } from './chaos/chaos-cli.js';
 import { addComputeCommand } from './compute-cli.js';
 import { runComputeStep } from './compute-step.js';
 import { runGrpcPeer } from './grpc-reference.js';
@@ -19,12 +20,15 @@ import { runTcpPeer } from './tcp-reference.js';
  */
 export function benchProgram(parent: Command): Command {
   const bench = new Command('tfjs-ddp bench')
-    .description('benchmarks: compute, all-reduce bandwidth, scaling efficiency, predictions')
+    .description(
+      'benchmarks: compute, all-reduce bandwidth, scaling efficiency, predictions, chaos',
+    )
     .copyInheritedSettings(parent);
   addComputeCommand(bench);
   addAllreduceCommand(bench);
   addScalingCommand(bench);
   addPredictCommand(bench);
+  addChaosCommand(bench);
   bench
     .command('compute-step', { hidden: true })
     .argument('<args...>')

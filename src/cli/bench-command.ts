@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 
 /**
- * `tfjs-ddp bench compute | allreduce | scaling | predict`. The subcommands, the benchmark
+ * `tfjs-ddp bench compute | allreduce | scaling | predict | chaos`. The subcommands, the benchmark
  * code and its charting libraries (vega, vega-lite, resvg) load only when `bench` runs: a
  * worker or coordinator never loads them. So `bench` takes its arguments as they are
  * (its own --help included) and hands them to the bench program (bench/bench-program.ts).
@@ -9,8 +9,10 @@ import type { Command } from 'commander';
 export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
-    .description('benchmarks: compute, all-reduce bandwidth, scaling efficiency, predictions')
-    .usage('compute|allreduce|scaling|predict [options]')
+    .description(
+      'benchmarks: compute, all-reduce bandwidth, scaling efficiency, predictions, chaos',
+    )
+    .usage('compute|allreduce|scaling|predict|chaos [options]')
     .helpOption(false)
     .allowUnknownOption()
     .allowExcessArguments()

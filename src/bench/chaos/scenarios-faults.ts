@@ -1,0 +1,157 @@
+import { type ChaosRun, ScenarioError, sleep } from './chaos-run.js';
+import { checkpointState, leftoverTemporaryFiles } from './run-folder-checks.js';
+import { SMALL_RUN } from './run-shape.js';
+import type { Scenario } from './scenario.js';
+
+// Faults that need no membership change: a kill while the checkpoint is written, a slow or
+// stopped rank that must not be mistaken for a lost one, a shard with fewer samples than ranks.
+
+/** Polls until none of the run's processes is alive (a killed launcher's workers included). */
+async function noneAlive(run: ChaosRun, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if ((await run.alive()).length === 0) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+/**
+ * Stops and continues `pid` in a duty cycle (`stoppedMs` of every `stoppedMs + runningMs`)
+ * until `until()`: the process computes at a fraction of its speed but is never silent for
+ * longer than `stoppedMs`, as a rank on a slow or shared device.
+ */
+async function throttle(
+  run: ChaosRun,
+  proc: Parameters<ChaosRun['processes']['signal']>[0],
+  stoppedMs: number,
+  runningMs: number,
+  until: () => boolean,
+) {
+  while (!until() && run.remainingMs() > 0) {
+    run.processes.signal(proc, 'SIGSTOP');
+    await sleep(stoppedMs);
+    run.processes.signal(proc, 'SIGCONT');
+    await sleep(runningMs);
+  }
+}
+
+export const FAULT_SCENARIOS: Scenario[] = [
+  {
+    name: 'kill-during-checkpoint',
+    title:
+      'SIGKILL `train --workers 3` (checkpoint every step) at a random moment, then `train --resume`',
+    shape: { ...SMALL_RUN, checkpointEvery: 1 },
+    expected: 'completes',
+    needs: [],
+    ci: true,
+    async drive(run) {
+      const launcher = run.startLauncher();
+      const step = run.draw(3, run.shape.steps - 8);
+      if (!(await run.waitForStep(step)))
+        throw new ScenarioError(`the run never completed step ${step}`, launcher);
+      await sleep(run.draw(0, 80));
+      run.processes.signal(launcher, 'SIGKILL');
+      run.fault(`SIGKILL the launcher after step ${step}`);
+      await launcher.exit;
+      // Its workers lose their coordinator and must go by themselves.
+      if (!(await noneAlive(run, 15_000)))
+        run.findings.push('the killed launcher’s workers were still alive 15 s later');
+      const left = await checkpointState(run.runDir);
+      if (left.kind !== 'ok')
+        run.findings.push(
+          `after the kill the run folder held no loadable checkpoint (${left.kind})`,
+        );
+      run.startLauncher(['--resume', run.runDir]);
+    },
+    async check(run) {
+      const left = await leftoverTemporaryFiles(run.runDir);
+      return left.length === 0
+        ? undefined
+        : `temporary files left in the run folder: ${left.join(', ')}`;
+    },
+  },
+  {
+    name: 'short-shard',
+    title: 'the last batch of the epoch (2 samples) over 4 workers: two ranks get none',
+    // 2,000 synthetic training images = 37 × 54 + 2.
+    shape: { ...SMALL_RUN, workers: 4, globalBatch: 54, steps: 39, checkpointEvery: 10 },
+    expected: 'completes',
+    needs: [],
+    ci: false,
+    async drive(run) {
+      await run.startWorld();
+    },
+  },
+  {
+    name: 'delayed-rank',
+    title:
+      'one worker slowed to a tenth of its speed for 1.5–2.5 s (each step under --step-timeout): no failure, metrics.jsonl names it',
+    shape: SMALL_RUN,
+    expected: 'completes',
+    needs: [],
+    ci: true,
+    async drive(run) {
+      const workers = await run.startWorld();
+      const step = run.draw(run.shape.checkpointEvery + 1, run.shape.steps - 8);
+      if (!(await run.waitForStep(step)))
+        throw new ScenarioError(`the run never completed step ${step}`, run.coordinator);
+      const victim = workers[run.draw(0, workers.length - 1)];
+      const rank = await run.rankOf(victim);
+      const from = Date.now();
+      const forMs = run.draw(1500, 2500);
+      run.fault(`slow down rank ${rank} after step ${step}`);
+      await throttle(run, victim, 300, 30, () => Date.now() - from > forMs);
+      delayed.set(run, { rank: rank ?? -1, from, to: Date.now() });
+    },
+    async check(run) {
+      const { rank, from, to } = delayed.get(run) ?? { rank: -1, from: 0, to: 0 };
+      const slowSteps = (await run.metrics()).filter(
+        (r) => r.type === 'step' && r.time && Date.parse(r.time) > from && Date.parse(r.time) <= to,
+      );
+      // A pause that hits the rank's own work (data, compute, apply) shows in its own phase
+      // times; one in the all-reduce stalls every rank alike. So over the steps it was slowed
+      // in, the slow rank is the one whose own work took longest.
+      type RankTimes = { rank: number; dataMs: number; computeMs: number; applyMs: number };
+      const own = new Map<number, number>();
+      for (const record of slowSteps)
+        for (const r of (record.ranks ?? []) as RankTimes[])
+          own.set(r.rank, (own.get(r.rank) ?? 0) + r.dataMs + r.computeMs + r.applyMs);
+      const named = [...own].sort((a, b) => b[1] - a[1])[0]?.[0];
+      return named === rank
+        ? undefined
+        : `over the ${slowSteps.length} steps rank ${rank} was slowed in, metrics.jsonl shows rank ${named} working longest, not it`;
+    },
+  },
+  {
+    name: 'long-evaluation',
+    title:
+      'one rank slowed to 2% of its speed (stopped 0.9 s in every 0.915 s) from the last step on: its evaluation outlasts --step-timeout',
+    shape: { ...SMALL_RUN, evalBatchSize: 5 },
+    expected: 'completes',
+    needs: [],
+    ci: true,
+    async drive(run) {
+      const workers = await run.startWorld();
+      if (!(await run.waitForStep(run.shape.steps - 1)))
+        throw new ScenarioError('the run never reached its last step', run.coordinator);
+      const slow = workers[run.draw(0, workers.length - 1)];
+      run.fault(`throttle ${slow.name} from step ${run.shape.steps} on`);
+      await throttle(run, slow, 900, 15, () => Boolean(run.coordinator?.exited()));
+    },
+    async check(run) {
+      const records = await run.metrics();
+      const last = records.find((r) => r.type === 'step' && r.step === run.shape.steps);
+      const evaluation = records.find((r) => r.type === 'eval');
+      if (!last?.time || !evaluation?.time)
+        return 'no evaluation after the last step in metrics.jsonl';
+      const seconds = (Date.parse(evaluation.time) - Date.parse(last.time)) / 1000;
+      return seconds > run.shape.stepTimeoutS
+        ? undefined
+        : `the evaluation took ${seconds.toFixed(1)} s, not longer than --step-timeout: the scenario tested nothing`;
+    },
+  },
+];
+
+/** The rank delayed-rank slowed, and when, for its check. */
+const delayed = new WeakMap<ChaosRun, { rank: number; from: number; to: number }>();
