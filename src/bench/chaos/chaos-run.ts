@@ -108,9 +108,12 @@ export class ChaosRun {
   }
 
   /** The coordinator and the run's `shape.workers` workers. */
-  async startWorld(coordinatorFlags: readonly string[] = []): Promise<ChaosProcess[]> {
+  async startWorld(
+    coordinatorFlags: readonly string[] = [],
+    workerFlags: readonly string[] = [],
+  ): Promise<ChaosProcess[]> {
     await this.startCoordinator(coordinatorFlags);
-    return Array.from({ length: this.shape.workers }, () => this.startWorker());
+    return Array.from({ length: this.shape.workers }, () => this.startWorker(workerFlags));
   }
 
   /** The rank `worker` was admitted as (from its log), once it has joined. */
@@ -121,6 +124,16 @@ export class ChaosRun {
       this.remainingMs(),
     );
     return joined?.rank as number | undefined;
+  }
+
+  /** Where the other workers reach `worker`'s ring server (from its log), once it has joined. */
+  async peerAddressOf(worker: ChaosProcess): Promise<string | undefined> {
+    const joined = await this.processes.waitFor(
+      worker,
+      (r) => /peers reach it at /.test(r.msg),
+      this.remainingMs(),
+    );
+    return joined && /peers reach it at (\S+)/.exec(joined.msg)?.[1];
   }
 
   /** Records a fault at this moment. */

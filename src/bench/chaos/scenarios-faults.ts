@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { status } from '@grpc/grpc-js';
 import { type ChaosRun, ScenarioError, sleep } from './chaos-run.js';
+import { type HostileAnswer, hostileCalls } from './hostile-client.js';
 import { checkpointState, leftoverTemporaryFiles } from './run-folder-checks.js';
 import { SMALL_RUN } from './run-shape.js';
 import type { Scenario } from './scenario.js';
@@ -126,17 +131,18 @@ export const FAULT_SCENARIOS: Scenario[] = [
   {
     name: 'long-evaluation',
     title:
-      'one rank slowed to 2% of its speed (stopped 0.9 s in every 0.915 s) from the last step on: its evaluation outlasts --step-timeout',
-    shape: { ...SMALL_RUN, evalBatchSize: 5 },
+      'one rank slowed to 2% of its speed (stopped 0.9 s in every 0.915 s) during the evaluation, which then outlasts --step-timeout',
+    // One image per evaluation batch: many small calls, so that the evaluation lasts.
+    shape: { ...SMALL_RUN, evalBatchSize: 1 },
     expected: 'completes',
     needs: [],
     ci: true,
     async drive(run) {
       const workers = await run.startWorld();
-      if (!(await run.waitForStep(run.shape.steps - 1)))
-        throw new ScenarioError('the run never reached its last step', run.coordinator);
+      if (!(await run.waitForStep(run.shape.steps)))
+        throw new ScenarioError('the run never reached its evaluation', run.coordinator);
       const slow = workers[run.draw(0, workers.length - 1)];
-      run.fault(`throttle ${slow.name} from step ${run.shape.steps} on`);
+      run.fault(`throttle ${slow.name} during the evaluation`);
       await throttle(run, slow, 900, 15, () => Boolean(run.coordinator?.exited()));
     },
     async check(run) {
@@ -151,7 +157,47 @@ export const FAULT_SCENARIOS: Scenario[] = [
         : `the evaluation took ${seconds.toFixed(1)} s, not longer than --step-timeout: the scenario tested nothing`;
     },
   },
+  {
+    name: 'hostile-client',
+    title:
+      'a plain @grpc/grpc-js client sends chunks over the size limit and of the wrong length into every ring and reduction stream, and an oversized Join, mid-run',
+    shape: SMALL_RUN,
+    expected: 'completes',
+    needs: ['credentials'],
+    ci: true,
+    async drive(run) {
+      const token = randomBytes(24).toString('hex');
+      const tokenFile = join(dirname(run.runDir), 'join-token');
+      await writeFile(tokenFile, token, { mode: 0o600 });
+      const auth = ['--token-file', tokenFile];
+      const workers = await run.startWorld(auth, auth);
+      const peers = await Promise.all(workers.map((w) => run.peerAddressOf(w)));
+      if (peers.some((p) => p === undefined))
+        throw new ScenarioError('a worker never joined', run.coordinator);
+      const step = run.draw(run.shape.checkpointEvery + 1, run.shape.steps - 8);
+      if (!(await run.waitForStep(step)))
+        throw new ScenarioError(`the run never completed step ${step}`, run.coordinator);
+      run.fault(`hostile calls after step ${step}`);
+      const answers = await hostileCalls(
+        `127.0.0.1:${run.coordinatorPort}`,
+        peers as string[],
+        token,
+      );
+      hostile.set(run, answers);
+    },
+    async check(run) {
+      const accepted = (hostile.get(run) ?? []).filter(
+        (a) => a.code === status.OK || a.received > 0,
+      );
+      return accepted.length === 0
+        ? undefined
+        : `hostile calls answered: ${accepted.map((a) => `${a.call} (code ${a.code}, ${a.received} messages)`).join('; ')}`;
+    },
+  },
 ];
+
+/** What the hostile client's calls got back, for the check. */
+const hostile = new WeakMap<ChaosRun, HostileAnswer[]>();
 
 /** The rank delayed-rank slowed, and when, for its check. */
 const delayed = new WeakMap<ChaosRun, { rank: number; from: number; to: number }>();
