@@ -1,6 +1,13 @@
+import type { IJob, IJobSpec } from 'kubernetes-models/batch/v1';
 import * as batchV1 from 'kubernetes-models/batch/v1';
 import * as networkingV1 from 'kubernetes-models/networking.k8s.io/v1';
-import type { IContainer, IPersistentVolumeClaim, IPodSpec, ISecret } from 'kubernetes-models/v1';
+import type {
+  IConfigMap,
+  IContainer,
+  IPersistentVolumeClaim,
+  IPodSpec,
+  ISecret,
+} from 'kubernetes-models/v1';
 import * as coreV1 from 'kubernetes-models/v1';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -199,16 +206,54 @@ describe.each(VARIANTS)('%s', (variant) => {
     }
   });
 
-  it('fails a Job at once when its trainer exits non-zero, and ignores disruptions', () => {
+  it('replaces a failed pod unless its exit code says configuration error, ignoring disruptions', () => {
+    const configError = 2; // UserError's exit code: no restart can fix it.
     for (const job of jobs(objects())) {
-      const main = podOf(job).spec.containers[0].name;
-      expect(job.spec?.backoffLimit).toBeGreaterThanOrEqual(0);
+      const spec: Partial<IJobSpec> = job.spec ?? {};
+      const pod = podOf(job).spec;
+      const main = pod.containers[0].name;
+      // Both fields require restartPolicy Never (the API server refuses the Job otherwise).
+      expect(pod.restartPolicy).toBe('Never');
+      const indexed = spec.completionMode === 'Indexed';
+      // Per index for the workers (one index failing cannot use up the others' retries).
+      if (indexed) {
+        expect(spec.backoffLimitPerIndex).toBeGreaterThanOrEqual(1);
+        expect(spec.backoffLimit).toBeUndefined();
+        // One pod per index at a time: its hostname is the rank's address in the ring.
+        expect(spec.podReplacementPolicy).toBe('Failed');
+      } else {
+        expect(spec.backoffLimitPerIndex).toBeUndefined();
+        expect(spec.backoffLimit).toBeGreaterThanOrEqual(1);
+      }
       // Rules apply in order: a disruption is recognised before its exit code is looked at.
-      expect(job.spec?.podFailurePolicy?.rules).toEqual([
+      expect(spec.podFailurePolicy?.rules).toEqual([
         { action: 'Ignore', onPodConditions: [{ type: 'DisruptionTarget', status: 'True' }] },
-        { action: 'FailJob', onExitCodes: { containerName: main, operator: 'NotIn', values: [0] } },
+        {
+          // FailIndex is allowed only with backoffLimitPerIndex.
+          action: indexed ? 'FailIndex' : 'FailJob',
+          onExitCodes: { containerName: main, operator: 'In', values: [configError] },
+        },
       ]);
     }
+  });
+
+  it('gives SIGTERM a whole step deadline to end in a graceful leave or checkpoint', () => {
+    const config = find<IConfigMap>(objects(), 'ConfigMap', 'tfjs-ddp-config').data ?? {};
+    const stepTimeout = Number(config.TFJS_DDP_STEP_TIMEOUT);
+    expect(stepTimeout).toBeGreaterThan(0);
+    for (const job of jobs(objects()))
+      expect(podOf(job).spec.terminationGracePeriodSeconds).toBeGreaterThan(stepTimeout);
+  });
+
+  it('restarts the coordinator on its run folder: --resume auto on the runs claim', () => {
+    const coordinator = find<IJob>(objects(), 'Job', 'tfjs-ddp-coordinator');
+    const container = podOf(coordinator).spec.containers[0];
+    expect(container.env).toContainEqual({ name: 'TFJS_DDP_RESUME', value: 'auto' });
+    const runs = container.volumeMounts?.find((m) => m.name === 'runs');
+    const claim = podOf(coordinator).spec.volumes?.find((v) => v.name === 'runs');
+    expect(claim?.persistentVolumeClaim?.claimName).toBe('tfjs-ddp-runs');
+    const config = find<IConfigMap>(objects(), 'ConfigMap', 'tfjs-ddp-config').data ?? {};
+    expect(config.TFJS_DDP_OUT.startsWith(`${runs?.mountPath}/`)).toBe(true);
   });
 
   it('keeps one image per overlay for the coordinator and the workers', () => {

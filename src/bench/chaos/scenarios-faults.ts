@@ -136,7 +136,7 @@ export const FAULT_SCENARIOS: Scenario[] = [
     shape: { ...SMALL_RUN, evalBatchSize: 1 },
     expected: 'completes',
     needs: [],
-    ci: true,
+    ci: false,
     async drive(run) {
       const workers = await run.startWorld();
       if (!(await run.waitForStep(run.shape.steps)))
@@ -164,7 +164,7 @@ export const FAULT_SCENARIOS: Scenario[] = [
     shape: SMALL_RUN,
     expected: 'completes',
     needs: ['credentials'],
-    ci: true,
+    ci: false,
     async drive(run) {
       const token = randomBytes(24).toString('hex');
       const tokenFile = join(dirname(run.runDir), 'join-token');
