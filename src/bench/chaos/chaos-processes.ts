@@ -45,7 +45,7 @@ export interface ChaosProcess {
   exit: Promise<Exit>;
   exited: () => Exit | undefined;
   /** The last lines it wrote (log records and anything else), for a failure's message. */
-  tail: () => string;
+  tail: (lines?: number) => string;
 }
 
 type Waiter = { match: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void };
@@ -87,7 +87,7 @@ export class ProcessSet {
         child.on('close', (code, signal) => ended({ code, signal }));
       }),
       exited: () => exitState,
-      tail: () => lines.slice(-40).join('\n'),
+      tail: (count = 40) => lines.slice(-count).join('\n'),
     };
     this.waiters.set(proc, []);
     const keep = (line: string) => {
@@ -150,11 +150,6 @@ export class ProcessSet {
   /** Sends `signal` to `proc` alone (not its group): what a kubelet or the OOM killer does. */
   signal(proc: ChaosProcess, signal: NodeJS.Signals): void {
     if (!proc.exited()) proc.child.kill(signal);
-  }
-
-  /** True once every process of the set has exited. */
-  allExited(): boolean {
-    return this.processes.every((p) => p.exited());
   }
 
   /** SIGKILLs every process group of the set and waits for the processes it started. */

@@ -180,10 +180,18 @@ export class ChaosRun {
     return Math.max(0, this.deadlineMs - Date.now());
   }
 
-  /** Waits for every started process to exit, up to the deadline; true if they all did. */
-  async allExit(): Promise<boolean> {
-    const all = Promise.all(this.processes.processes.map((p) => p.exit));
-    return await Promise.race([all.then(() => true), sleep(this.remainingMs()).then(() => false)]);
+  /**
+   * Waits, up to the deadline, for the coordinator to exit (the one started last, once the
+   * scenario is done starting them); true if it did. Workers are not waited for here: one that
+   * outlives its coordinator is an orphan, not a hang.
+   */
+  async coordinatorExit(): Promise<boolean> {
+    const coordinator = this.coordinator;
+    if (!coordinator) return true;
+    return Promise.race([
+      coordinator.exit.then(() => true),
+      sleep(this.remainingMs()).then(() => false),
+    ]);
   }
 
   /** Pids of the run's processes still alive (by the marker), whoever started them. */

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { hashKeys, keyedRandom } from '../../shared/keyed-random.js';
@@ -106,9 +106,13 @@ async function runOnce(
   } catch (err) {
     notes.push(`the scenario could not finish its disturbance: ${(err as Error).message}`);
   }
-  const ended = await run.allExit();
+  const ended = await run.coordinatorExit();
   if (!ended) await run.processes.stopAll();
   const orphans = await orphansAfter(run);
+  await run.processes.stopAll();
+  // Each process's last lines, next to the run folder (kept with --runs-dir).
+  for (const [i, proc] of run.processes.processes.entries())
+    await writeFile(join(dir, `${i}-${proc.name}.log`), `${proc.tail(400)}\n`);
   const coordinator = run.coordinator;
   const exitCode = coordinator?.exited()?.code ?? null;
   const lastFault = run.faults.at(-1);
@@ -149,9 +153,9 @@ async function runOnce(
 }
 
 /**
- * The run's processes still alive ORPHAN_GRACE_MS after everything the scenario started has
- * exited (found by the run's marker, so workers a dead launcher left behind count too); they
- * are killed, one by one by pid, once counted.
+ * The run's processes still alive ORPHAN_GRACE_MS after its coordinator exited (found by the
+ * run's marker, so workers a dead launcher left behind count too); they are killed, one by one
+ * by pid, once counted.
  */
 async function orphansAfter(run: ChaosRun): Promise<number[]> {
   const until = Date.now() + ORPHAN_GRACE_MS;

@@ -20,8 +20,14 @@ function pick(run: ChaosRun, workers: readonly ChaosProcess[]): ChaosProcess {
   return workers[run.draw(0, workers.length - 1)];
 }
 
-/** Survivors may be fewer than the world the run started with (never below 2 here). */
-const SHRINKABLE = ['--min-workers', '2'];
+/**
+ * The run goes on with fewer workers than it started with (never below 2 here), through up to
+ * 5 membership changes after lost workers (--max-restarts is 0 by default: a loss ends the run).
+ */
+const SHRINKABLE = ['--min-workers', '2', '--max-restarts', '5'];
+
+/** The worker worker-joins starts into the running world, for its check. */
+const joiners = new WeakMap<ChaosRun, ChaosProcess>();
 
 export const MEMBERSHIP_SCENARIOS: Scenario[] = [
   {
@@ -130,13 +136,14 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
   },
   {
     name: 'crash-loop',
-    title: 'a worker that dies right after joining, restarted each time (--max-restarts 3)',
+    title:
+      'a worker that dies right after joining, restarted each time (--max-restarts 3, --rejoin-timeout 10)',
     shape: SMALL_RUN,
     expected: 'exits with a cause',
     needs: ['elastic'],
     ci: false,
     async drive(run) {
-      const workers = await run.startWorld(['--max-restarts', '3']);
+      const workers = await run.startWorld(['--max-restarts', '3', '--rejoin-timeout', '10']);
       const step = await reachRandomStep(run);
       run.processes.signal(pick(run, workers), 'SIGKILL');
       run.fault(`SIGKILL a worker after step ${step}`);
@@ -151,24 +158,40 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
       }
     },
     async check(run) {
-      const cause = run.coordinator && causeOf(run.coordinator);
-      return cause && /restart/i.test(cause)
+      const coordinator = run.coordinator;
+      const cause = coordinator && causeOf(coordinator);
+      // A replacement that died right after its admission must give its place back.
+      const leaked = coordinator?.records.find((r) => /world is full/.test(r.msg));
+      if (leaked) return `a replacement was refused while a rank was missing: ${leaked.msg}`;
+      return cause && /restart|rejoin/i.test(cause)
         ? undefined
-        : `the cause does not name the restart limit: ${cause}`;
+        : `the cause names neither --max-restarts nor --rejoin-timeout: ${cause}`;
     },
   },
   {
     name: 'worker-joins',
     title: 'a fourth worker joins a running world of 3 (--max-workers 4)',
-    shape: SMALL_RUN,
+    // Long enough that the joiner, which takes seconds to start on a loaded machine, finds the
+    // run still going; it starts early in the run.
+    shape: { ...SMALL_RUN, steps: 150 },
     expected: 'completes',
     needs: ['elastic'],
     ci: true,
     async drive(run) {
       await run.startWorld(['--max-workers', '4']);
-      const step = await reachRandomStep(run);
-      run.startWorker();
+      const step = run.draw(run.shape.checkpointEvery + 1, 2 * run.shape.checkpointEvery);
+      if (!(await run.waitForStep(step)))
+        throw new ScenarioError(`the run never completed step ${step}`, run.coordinator);
+      joiners.set(run, run.startWorker());
       run.fault(`a worker starts after step ${step}`);
+    },
+    async check(run) {
+      const joiner = joiners.get(run);
+      const admitted = joiner?.records.some((r) => /^joined /.test(r.msg));
+      const widened = (await run.metrics()).some((r) => r.type === 'step' && r.workers === 4);
+      return admitted && widened
+        ? undefined
+        : `the fourth worker was ${admitted ? 'admitted but never trained' : 'never admitted'}`;
     },
   },
 ];
