@@ -36,6 +36,7 @@ export function registerWorkerCommand(program: Command): void {
         model: flags.model,
         rank: flags.rank,
         joinTimeoutMs: 1000 * flags.joinTimeout,
+        coordinatorGraceMs: 1000 * flags.coordinatorGrace,
         security,
         signal: stop.signal,
       });

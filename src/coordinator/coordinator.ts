@@ -20,6 +20,7 @@ import type { ElasticLimits } from './membership-change.js';
 import { nowMs, type WorkerStateName } from './observe/run-events.js';
 import { type ObserveSettings, RunObservers } from './observe/run-observers.js';
 import { type PreparedRun, prepareRun } from './prepared-run.js';
+import { restartPoint } from './restart-point.js';
 import { RunFailure } from './run-failure.js';
 import { type TrainSummary, trainWorld } from './train-world.js';
 import { WorkerGroup } from './worker-group.js';
@@ -194,6 +195,9 @@ export class Coordinator implements ChannelEvents {
           config: opts.config,
           prepared: run,
           resumeFrom: opts.resumeFrom,
+          restart:
+            opts.resumeFrom &&
+            restartPoint(membership.admissions, opts.resumeFrom.step, run.plan.totalSteps),
           checkpointEvery: opts.checkpointEvery,
           fingerprintEvery: opts.fingerprintEvery,
           allReduce: { mode: opts.allReduce, compression: opts.compression },

@@ -37,6 +37,8 @@ export interface Admission {
   readonly credential: string;
   readonly peerAddress: string;
   readonly device: DeviceInfo | undefined;
+  /** The state a worker kept from a coordinator that went away (see RestartPoint). */
+  readonly held: { steps: number; fingerprint: string } | undefined;
   /** Whether its Control stream is open. */
   attached: boolean;
 }
@@ -131,6 +133,10 @@ export class Membership {
       credential: newCredential(),
       peerAddress: req.peerAddress,
       device: req.device,
+      held:
+        req.heldSteps === undefined
+          ? undefined
+          : { steps: req.heldSteps, fingerprint: req.heldFingerprint ?? '' },
       attached: false,
     };
     this.byRank.set(rank, admission);

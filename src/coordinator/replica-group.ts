@@ -30,9 +30,14 @@ export interface ReplicaGroup {
   readonly backend: string;
   /**
    * Connects the replicas (membership generation 1) and makes them identical: rank 0's initial
-   * weights broadcast, or the checkpoint's state loaded. Resolves with each rank's fingerprint.
+   * weights broadcast, or the checkpoint's state loaded, or (`keepHeldState`, workers of a
+   * restarted coordinator) the state they kept. Resolves with each rank's fingerprint.
    */
-  initialize(fromCheckpoint: boolean, startStep: number): Promise<string[]>;
+  initialize(
+    fromCheckpoint: boolean,
+    startStep: number,
+    keepHeldState?: boolean,
+  ): Promise<string[]>;
   /** Runs step `step` (0-based), rank r training on `planFor(r)`; resolves with the metrics by rank. */
   step(step: number, planFor: (rank: number) => StepPlan): Promise<StepMetrics[]>;
   /** The fingerprint of every rank's weights after `step` steps (BatchNorm averaged first). */

@@ -21,10 +21,12 @@ import { Sampler } from '../shared/training/sampler.js';
 import { TrainingProgress } from '../shared/training/training-progress.js';
 import { writeModelWeights } from '../shared/training/weight-layout.js';
 import { fingerprintMismatch } from './fingerprints.js';
+import { membershipChanged } from './membership-log.js';
 import { nowMs } from './observe/run-events.js';
 import type { RunObservers } from './observe/run-observers.js';
 import type { PreparedRun } from './prepared-run.js';
 import type { ReplicaGroup } from './replica-group.js';
+import type { RestartPoint } from './restart-point.js';
 import { RunFailure } from './run-failure.js';
 import { StepTimingStats, type TimingSummary } from './step-timings.js';
 import { runTrainingLoop } from './training-loop.js';
@@ -61,6 +63,8 @@ export interface WorldRun {
   config: TrainConfig;
   prepared: PreparedRun;
   resumeFrom?: Checkpoint;
+  /** A restarted coordinator's workers: where they go on (see restartPoint). */
+  restart?: RestartPoint;
   /** Checkpoint every K steps; absent: at the end of every epoch (and always at the end). */
   checkpointEvery?: number;
   /** Compare the replicas' fingerprints every K steps and after the last (0: never). */
@@ -82,10 +86,13 @@ export interface WorldRun {
  */
 export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<TrainSummary> {
   const { config, prepared, resumeFrom } = w;
-  const { plan, data, startStep, model } = prepared;
+  const { plan, data, model } = prepared;
+  const held = w.restart?.held === true;
+  const startStep = w.restart?.step ?? prepared.startStep;
   const runDir = prepared.runDir ?? (await createRunDir(config.model));
-  const initial = await group.initialize(resumeFrom !== undefined, startStep);
-  const mismatch = fingerprintMismatch(initial, prepared.initialFingerprint);
+  const initial = await group.initialize(resumeFrom !== undefined, startStep, held);
+  // Kept state is checked by the replicas' agreement: the coordinator's copy is the checkpoint's.
+  const mismatch = fingerprintMismatch(initial, held ? undefined : prepared.initialFingerprint);
   if (mismatch)
     throw new RunFailure(`the replicas do not start from the same weights: ${mismatch}`);
   const doing = resumeFrom ? 'resuming' : 'training';
@@ -111,7 +118,10 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
   }
 
   await writeRunConfig(runDir, config);
-  const metrics = await MetricsWriter.open(join(runDir, METRICS_FILE), resumeFrom?.step);
+  const metrics = await MetricsWriter.open(
+    join(runDir, METRICS_FILE),
+    resumeFrom ? startStep : undefined,
+  );
   const gradientBytes = prepared.trainableSize * (w.allReduce?.compression === 'bf16' ? 2 : 4);
   const ring = w.allReduce?.mode !== 'star';
   const timings = new StepTimingStats(group.size, gradientBytes, ring);
@@ -143,11 +153,31 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
   for (let rank = 0; rank < n; rank++) {
     observers.events.emit({ type: 'worker', time: started, rank, state: 'training' });
   }
+  if (w.restart) {
+    const { ranks, reason } = w.restart;
+    membershipChanged(
+      { metrics, observers },
+      {
+        generation: 1,
+        worldSize: n,
+        step: startStep,
+        cause: reason,
+        lost: [],
+        left: [],
+        joined: ranks,
+        ranks,
+        seconds: process.uptime(),
+      },
+    );
+  }
+  const sampler = new Sampler(data.train.count, config.seed, plan.globalBatch, resumeFrom?.cursor);
+  // Kept state is newer than the checkpoint: its batches were trained already.
+  for (let done = resumeFrom?.step ?? startStep; done < startStep; done++) sampler.next();
   try {
     const result = await runTrainingLoop({
       group,
       plan,
-      sampler: new Sampler(data.train.count, config.seed, plan.globalBatch, resumeFrom?.cursor),
+      sampler,
       startStep,
       valCount: data.val.count,
       checkpointEvery: w.checkpointEvery,

@@ -101,12 +101,23 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
     return (room && this.joiners.length > 0) || this.members.some((c) => c.leavingReason);
   }
 
-  async initialize(fromCheckpoint: boolean, startStep: number): Promise<string[]> {
+  async initialize(
+    fromCheckpoint: boolean,
+    startStep: number,
+    keepHeldState = false,
+  ): Promise<string[]> {
     this.committedSteps = startStep;
     await formGeneration(this, this.members, startStep, 'connecting to the other workers');
     await this.send(
-      () => ({ $case: 'initializeWeights', value: { rootRank: 0, fromCheckpoint } }),
-      fromCheckpoint ? 'loading the checkpoint' : "receiving rank 0's initial weights",
+      () => ({
+        $case: 'initializeWeights',
+        value: { rootRank: 0, fromCheckpoint: fromCheckpoint && !keepHeldState, keepHeldState },
+      }),
+      keepHeldState
+        ? 'fingerprinting the state it kept'
+        : fromCheckpoint
+          ? 'loading the checkpoint'
+          : "receiving rank 0's initial weights",
     );
     const fingerprints = await this.all((c) => c.fingerprint(startStep));
     for (const c of this.members) c.hasState = true;

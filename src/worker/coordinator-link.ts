@@ -35,6 +35,12 @@ export class CoordinatorError extends UserError {
   }
 }
 
+/**
+ * The coordinator went away without a Stop (its process died, its connection dropped): the
+ * worker keeps its replica and asks a restarted coordinator to take it back (see runWorker).
+ */
+export class CoordinatorLost extends CoordinatorError {}
+
 export interface JoinOptions {
   credentials: ChannelCredentials;
   /** The run's join token, sent in Join's metadata; absent: none. */
@@ -42,6 +48,8 @@ export interface JoinOptions {
   /** Adopts the credential of every Membership that arrives (see push). */
   generationCredential: GenerationCredential;
   joinTimeoutMs: number;
+  /** The flag that set joinTimeoutMs, named when it runs out (default --join-timeout). */
+  timeoutFlag?: string;
   signal?: AbortSignal;
 }
 
@@ -87,14 +95,16 @@ export class CoordinatorLink {
     request: JoinRequest,
     opts: JoinOptions,
   ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
-    const client = new CoordinatorServiceClient(
-      address,
-      opts.credentials,
-      channelOptions(DEFAULT_GRPC_SETTINGS),
-    );
+    const client = new CoordinatorServiceClient(address, opts.credentials, {
+      ...channelOptions(DEFAULT_GRPC_SETTINGS),
+      // Dial every second while the coordinator is away, not with grpc-js's backoff to 2 min:
+      // a restarted coordinator is found within a second.
+      'grpc.initial_reconnect_backoff_ms': RECONNECT_MS,
+      'grpc.max_reconnect_backoff_ms': RECONNECT_MS,
+    });
     const deadline = Date.now() + opts.joinTimeoutMs;
     try {
-      await reachCoordinator(client, address, opts.joinTimeoutMs, opts.signal);
+      await reachCoordinator(client, address, opts, opts.signal);
       let toldFull = false;
       for (;;) {
         const answer = await untilAborted<JoinResponse | ServiceError>(opts.signal, (resolve) => {
@@ -161,14 +171,29 @@ export class CoordinatorLink {
       if (message.kind) this.push(message.kind);
     });
     call.on('error', (error: ServiceError) =>
-      this.end(refusal(error, `the control stream to the coordinator at ${this.address} failed`)),
-    );
-    call.on('end', () =>
       this.end(
-        new CoordinatorError(`the coordinator at ${this.address} closed the control stream`),
+        error.code === status.UNAVAILABLE
+          ? new CoordinatorLost(
+              `lost the coordinator at ${this.address}: ${error.details || error.message}`,
+            )
+          : refusal(error, `the control stream to the coordinator at ${this.address} failed`),
       ),
     );
+    // A Stop comes before a deliberate end: an end without one is a coordinator gone.
+    call.on('end', () =>
+      this.end(new CoordinatorLost(`the coordinator at ${this.address} closed the control stream`)),
+    );
     call.write({ kind: { $case: 'hello', value: { rank, sessionId } } });
+  }
+
+  /** Whether the coordinator went away without a Stop (see CoordinatorLost). */
+  get lost(): boolean {
+    return this.ended instanceof CoordinatorLost;
+  }
+
+  /** Steps the coordinator has committed (CommitStep or Membership) so far. */
+  get committedSteps(): number {
+    return this.committed;
   }
 
   /** Whether a new Membership arrived that next() has not handed out yet. */
@@ -329,6 +354,9 @@ function refusal(error: ServiceError, context: string): CoordinatorError {
   );
 }
 
+/** How often a worker dials a coordinator it cannot reach. */
+const RECONNECT_MS = 1000;
+
 /** How often a worker asks again to join a job that has no place for it yet. */
 const JOIN_RETRY_MS = 250;
 
@@ -342,9 +370,10 @@ const RETRY_REPORT_MS = 10_000;
 async function reachCoordinator(
   client: CoordinatorServiceClient,
   address: string,
-  timeoutMs: number,
+  opts: JoinOptions,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  const timeoutMs = opts.joinTimeoutMs;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const until = Math.min(deadline, Date.now() + RETRY_REPORT_MS);
@@ -357,7 +386,7 @@ async function reachCoordinator(
     const left = Math.round((deadline - Date.now()) / 1000);
     if (left <= 0) {
       throw new CoordinatorError(
-        `failed to reach the coordinator at ${address} within --join-timeout ${timeoutMs / 1000} s: ${cause}`,
+        `failed to reach the coordinator at ${address} within ${opts.timeoutFlag ?? '--join-timeout'} ${timeoutMs / 1000} s: ${cause}`,
       );
     }
     log().warn(

@@ -1,18 +1,20 @@
 import type { ChannelCredentials } from '@grpc/grpc-js';
-import type * as tfl from '@tensorflow/tfjs-layers';
 import type { Collective } from '../shared/collectives/collective.js';
 import { createCollective } from '../shared/collectives/create-collective.js';
-import type { SampleSource } from '../shared/data/sample-source.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
 import { StateAssembler, toStateParts } from '../shared/distributed/state-parts.js';
 import { Interrupted, UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
-import { architectureFingerprint, buildModel } from '../shared/models/zoo.js';
-import { Replica, StepAbandoned } from '../shared/training/replica.js';
+import { type Replica, StepAbandoned } from '../shared/training/replica.js';
 import { TransportError } from '../shared/transport/errors.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
-import { type Command, CoordinatorError, type CoordinatorLink } from './coordinator-link.js';
-import { fetchedSamples, localSamples } from './sample-source.js';
+import {
+  type Command,
+  CoordinatorError,
+  type CoordinatorLink,
+  CoordinatorLost,
+} from './coordinator-link.js';
+import { WorkerReplica } from './worker-replica.js';
 
 /** The coordinator ended the run with an error (it knows why: nothing to report back). */
 class RunStopped extends CoordinatorError {}
@@ -30,6 +32,8 @@ export interface WorkerSessionOptions {
   coordinator: string;
   dataDir: string | undefined;
   credentials: ChannelCredentials;
+  /** The replica kept from a coordinator that went away; absent: one is built. */
+  kept?: WorkerReplica;
 }
 
 /**
@@ -51,47 +55,53 @@ export class WorkerSession {
   private collective: Collective | undefined;
   /** The parts of a LoadStateCommand in progress (this worker joined a running job). */
   private joiningState: StateAssembler | undefined;
+  /**
+   * The replica, once built. When run() rejects with CoordinatorLost it is left undisposed,
+   * at a committed step, for the next coordinator.
+   */
+  kept: WorkerReplica | undefined;
 
   constructor(private readonly o: WorkerSessionOptions) {
-    this.state = { step: o.settings.startStep, activity: 'loading the model and the data' };
+    this.kept = o.kept;
+    const step = o.kept?.replica.committedSteps ?? o.settings.startStep;
+    this.state = { step, activity: 'loading the model and the data' };
   }
 
-  /** Resolves on a Stop without error; rejects on a Stop with one, on a failure, or when `signal` aborts. */
+  /**
+   * Resolves on a Stop without error; rejects on a Stop with one, on a failure, or when
+   * `signal` aborts; with CoordinatorLost when the coordinator went away (see `kept`).
+   */
   async run(signal?: AbortSignal): Promise<void> {
     const { link, settings } = this.o;
     const heartbeat = setInterval(() => {
       link.send({ $case: 'heartbeat', value: this.state }).catch(() => undefined);
     }, settings.heartbeatIntervalMs);
-    let model: tfl.LayersModel | undefined;
-    let replica: Replica | undefined;
+    let lost = false;
     try {
-      model = buildModel(settings.train.model, { seed: settings.train.seed });
-      if (architectureFingerprint(model) !== settings.architecture) {
-        throw new UserError(
-          `this worker's build of ${settings.train.model} has another architecture than the coordinator's (different tfjs-ddp releases?)`,
-        );
-      }
-      replica = new Replica(
-        model,
-        settings,
-        this.samples(),
-        (activity) => {
-          this.state.activity = activity;
-        },
-        (step) => link.commitOf(step),
-      );
-      replica.committedSteps = settings.startStep;
+      this.kept ??= WorkerReplica.build(settings, link, this.o.dataDir);
+      this.kept.link = link;
+      this.kept.activity = (activity) => {
+        this.state.activity = activity;
+      };
       // A new generation abandons whatever the old one was doing.
       link.onMembership = () => void this.collective?.close();
-      await this.execute(replica, signal);
+      await this.execute(this.kept.replica, signal);
     } catch (error) {
+      if (link.lost && this.kept) {
+        lost = true;
+        this.kept.settleAfterLoss();
+        throw error instanceof CoordinatorLost
+          ? error
+          : new CoordinatorLost(
+              `lost the coordinator at ${link.address}: ${(error as Error).message}`,
+            );
+      }
       await this.reportFailure(error as Error);
       throw error;
     } finally {
       clearInterval(heartbeat);
       await this.collective?.close();
-      replica?.dispose();
-      model?.dispose();
+      if (!lost) this.kept?.dispose();
     }
   }
 
@@ -189,10 +199,22 @@ export class WorkerSession {
         return;
       }
       case 'initializeWeights': {
-        const { fromCheckpoint, rootRank } = command.value;
+        const { fromCheckpoint, rootRank, keepHeldState } = command.value;
+        if (keepHeldState) {
+          // A restarted coordinator goes on from the state this replica kept.
+          const step = replica.committedSteps;
+          const fingerprint = await replica.fingerprint(step);
+          await link.send({
+            $case: 'fingerprint',
+            value: { step, fingerprint, generation: replica.generation },
+          });
+          return;
+        }
         const fingerprint = await replica.initialize(fromCheckpoint, rootRank, () =>
           link.fetchCheckpoint(),
         );
+        replica.committedSteps = settings.startStep;
+        this.state.step = settings.startStep;
         await link.send({
           $case: 'fingerprint',
           value: { step: settings.startStep, fingerprint, generation: replica.generation },
@@ -245,17 +267,6 @@ export class WorkerSession {
         return;
       }
     }
-  }
-
-  private samples(): Promise<SampleSource> {
-    const { settings, link, dataDir } = this.o;
-    const samples =
-      settings.dataFrom === 'coordinator'
-        ? Promise.resolve(fetchedSamples(settings, (split, ids) => link.fetchSamples(split, ids)))
-        : localSamples(settings, dataDir);
-    // Awaited by the first step; failing to load must not count as unhandled before then.
-    samples.catch(() => undefined);
-    return samples;
   }
 
   /** Tells the coordinator why this worker stops, then gives it a moment to answer with a Stop. */

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { JoinResponse } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { localDataFingerprint } from '../shared/data/data-fingerprint.js';
 import {
@@ -12,7 +13,8 @@ import { architectureFingerprint, buildModel, parseModelName } from '../shared/m
 import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
 import { PeerService } from '../shared/transport/peer-service.js';
-import { CoordinatorLink } from './coordinator-link.js';
+import { CoordinatorError, CoordinatorLink, CoordinatorLost } from './coordinator-link.js';
+import type { WorkerReplica } from './worker-replica.js';
 import { WorkerSession } from './worker-session.js';
 
 export interface WorkerOptions {
@@ -31,6 +33,8 @@ export interface WorkerOptions {
   /** The rank to ask for; absent: the lowest free one. */
   rank?: number;
   joinTimeoutMs: number;
+  /** How long a worker that lost its coordinator keeps its state and asks to rejoin. */
+  coordinatorGraceMs: number;
   security: Security;
   /**
    * Once aborted (SIGTERM), the worker stops: at once while it connects and joins; later it
@@ -45,6 +49,12 @@ export interface WorkerOptions {
  * (stating the protocol version, model and architecture fingerprint), then executes the
  * coordinator's commands (WorkerSession). Resolves when the run completed; rejects when the
  * coordinator stopped the run with an error or this worker failed (after telling it why).
+ *
+ * A coordinator that goes away without a Stop (CoordinatorLost) leaves the replica at its
+ * last committed step: the worker joins again (as the same rank, with a new credential),
+ * stating the steps and fingerprint it holds, for `coordinatorGraceMs`; a restarted
+ * coordinator goes on from that state or loads its checkpoint into it. After the grace the
+ * worker fails, saying how long the coordinator was gone.
  */
 export async function runWorker(opts: WorkerOptions): Promise<void> {
   // Hashing the data files (about 150 MB) overlaps the backend's start; awaited at the join.
@@ -76,54 +86,98 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     }),
   });
   const peerAddress = `${opts.advertiseHost}:${server.port}`;
+  let kept: WorkerReplica | undefined;
+  let lostAt: number | undefined;
+  let rank = opts.rank;
   try {
-    const { link, response } = await CoordinatorLink.join(
-      opts.coordinator,
-      {
-        protocolVersion: PROTOCOL_VERSION,
-        modelName: opts.model ?? '',
-        architectureFingerprint: architecture,
-        peerAddress,
-        device: {
-          backend: backend.name,
-          device: backend.device,
-          hostname: hostname(),
-          pid: process.pid,
+    for (;;) {
+      const joined = await CoordinatorLink.join(
+        opts.coordinator,
+        {
+          protocolVersion: PROTOCOL_VERSION,
+          modelName: opts.model ?? '',
+          architectureFingerprint: architecture,
+          peerAddress,
+          device: {
+            backend: backend.name,
+            device: backend.device,
+            hostname: hostname(),
+            pid: process.pid,
+          },
+          workerId: `${hostname()}:${process.pid}`,
+          requestedRank: rank,
+          data: await data,
+          ...kept?.held(),
         },
-        workerId: `${hostname()}:${process.pid}`,
-        requestedRank: opts.rank,
-        data: await data,
-      },
-      {
-        credentials: opts.security.channel,
-        token: opts.security.token,
-        generationCredential,
-        joinTimeoutMs: opts.joinTimeoutMs,
-        signal: opts.signal,
-      },
-    );
-    try {
-      const settings = decodeRunSettings(response.config);
-      bindToLog({ rank: response.rank });
-      log().info(
-        { rank: response.rank },
-        `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}; peers reach it at ${peerAddress}`,
-      );
-      link.openControl(response.rank, response.sessionId, settings.stepTimeoutMs);
-      const session = new WorkerSession({
-        link,
-        settings,
-        rank: response.rank,
-        peerService,
-        coordinator: opts.coordinator,
-        dataDir: opts.dataDir,
-        credentials: opts.security.channel,
+        {
+          credentials: opts.security.channel,
+          token: opts.security.token,
+          generationCredential,
+          ...(lostAt === undefined
+            ? { joinTimeoutMs: opts.joinTimeoutMs }
+            : {
+                joinTimeoutMs: Math.max(1, lostAt + opts.coordinatorGraceMs - Date.now()),
+                timeoutFlag: '--coordinator-grace',
+              }),
+          signal: opts.signal,
+        },
+      ).catch((error: unknown) => {
+        kept?.dispose();
+        if (lostAt === undefined || !(error instanceof CoordinatorError)) throw error;
+        const goneS = Math.round((Date.now() - lostAt) / 1000);
+        throw new CoordinatorError(
+          `the coordinator at ${opts.coordinator} was gone for ${goneS} s (--coordinator-grace ${opts.coordinatorGraceMs / 1000} s): ${error.message}`,
+        );
       });
-      await session.run(opts.signal);
-    } finally {
-      link.close();
+      const { link, response } = joined;
+      rank = response.rank;
+      const session = joinedSession(opts, link, response, peerService, kept);
+      try {
+        await session.run(opts.signal);
+        return;
+      } catch (error) {
+        if (!(error instanceof CoordinatorLost) || !session.kept) throw error;
+        kept = session.kept;
+        lostAt = Date.now();
+        // The old ring is over: its streams are refused, the next coordinator's generations start anew.
+        generationCredential.adopt('');
+        peerService.forgetGenerations();
+        log().warn(
+          { committedSteps: kept.replica.committedSteps },
+          `${error.message}; keeping this replica at step ${kept.replica.committedSteps} and asking to rejoin for --coordinator-grace ${opts.coordinatorGraceMs / 1000} s`,
+        );
+      } finally {
+        link.close();
+      }
     }
   } finally {
     await server.shutdown(500);
   }
+}
+
+/** Opens the Control stream of a joined worker and its session. */
+function joinedSession(
+  opts: WorkerOptions,
+  link: CoordinatorLink,
+  response: JoinResponse,
+  peerService: PeerService,
+  kept: WorkerReplica | undefined,
+): WorkerSession {
+  const settings = decodeRunSettings(response.config);
+  bindToLog({ rank: response.rank });
+  log().info(
+    { rank: response.rank },
+    `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}${kept ? ` holding step ${kept.replica.committedSteps}` : ''}`,
+  );
+  link.openControl(response.rank, response.sessionId, settings.stepTimeoutMs);
+  return new WorkerSession({
+    link,
+    settings,
+    rank: response.rank,
+    peerService,
+    coordinator: opts.coordinator,
+    dataDir: opts.dataDir,
+    credentials: opts.security.channel,
+    kept,
+  });
 }

@@ -77,5 +77,6 @@ export const WORKER_COMMAND_FLAGS = [
   'model',
   'rank',
   'joinTimeout',
+  'coordinatorGrace',
   ...SECURITY_FLAGS,
 ] as const;

@@ -205,6 +205,13 @@ export const FLAGS = {
     schema: decimal(1),
     default: '600',
   }),
+  coordinatorGrace: flag({
+    arg: '<s>',
+    description:
+      'a worker that lost its coordinator keeps its state and asks to rejoin for this many seconds (a coordinator pod restarting)',
+    schema: decimal(0),
+    default: '60',
+  }),
   stepTimeout: flag({
     arg: '<s>',
     description: 'deadline in seconds of every collective and every wait (a step must fit in it)',

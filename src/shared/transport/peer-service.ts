@@ -103,6 +103,27 @@ export class PeerService implements ServiceRegistrar {
     });
   }
 
+  /**
+   * Forgets every generation: the coordinator that numbered them is gone, and a restarted one
+   * numbers its own from 1 again. Waiting streams and accepts are refused.
+   */
+  forgetGenerations(): void {
+    const why = 'the coordinator of this generation is gone';
+    for (const p of this.parked.splice(0)) {
+      clearTimeout(p.timer);
+      refuseCall(p.call, status.FAILED_PRECONDITION, why);
+    }
+    for (const e of this.expected.values()) {
+      clearTimeout(e.timer);
+      e.reject(new ProtocolError(why));
+    }
+    this.expected.clear();
+    this.accepted.clear();
+    this.generation = -1;
+    this.worldSize = 0;
+    this.rank = -1;
+  }
+
   private greet(call: PeerServerStream): void {
     const timer = setTimeout(
       () => refuseCall(call, status.DEADLINE_EXCEEDED, 'no PeerHello within the deadline'),

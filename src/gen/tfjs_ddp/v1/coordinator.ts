@@ -91,7 +91,16 @@ export interface JoinRequest {
    * differ from the coordinator's, or that has none (FAILED_PRECONDITION naming
    * the files that differ).
    */
-  data: DataFingerprint | undefined;
+  data:
+    | DataFingerprint
+    | undefined;
+  /**
+   * A worker that lost its coordinator and kept its replica: the steps its replica has
+   * committed, and the fingerprint of its weights. A restarted coordinator (--resume) goes
+   * on from this state when every worker reports the same; absent: it holds none.
+   */
+  heldSteps?: number | undefined;
+  heldFingerprint?: string | undefined;
 }
 
 /**
@@ -273,6 +282,11 @@ export interface PeerInfo {
 export interface InitializeWeights {
   rootRank: number;
   fromCheckpoint: boolean;
+  /**
+   * Keep the state the worker held when it joined (its held_steps): a restarted
+   * coordinator goes on from it. The worker answers with its fingerprint.
+   */
+  keepHeldState: boolean;
 }
 
 /**
@@ -486,6 +500,8 @@ function createBaseJoinRequest(): JoinRequest {
     workerId: "",
     requestedRank: undefined,
     data: undefined,
+    heldSteps: undefined,
+    heldFingerprint: undefined,
   };
 }
 
@@ -514,6 +530,12 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.data !== undefined) {
       DataFingerprint.encode(message.data, writer.uint32(74).fork()).join();
+    }
+    if (message.heldSteps !== undefined) {
+      writer.uint32(160).uint64(message.heldSteps);
+    }
+    if (message.heldFingerprint !== undefined) {
+      writer.uint32(170).string(message.heldFingerprint);
     }
     return writer;
   },
@@ -595,6 +617,22 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.data = DataFingerprint.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.heldSteps = longToNumber(reader.uint64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.heldFingerprint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -624,6 +662,8 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     message.data = (object.data !== undefined && object.data !== null)
       ? DataFingerprint.fromPartial(object.data)
       : undefined;
+    message.heldSteps = object.heldSteps ?? undefined;
+    message.heldFingerprint = object.heldFingerprint ?? undefined;
     return message;
   },
 };
@@ -2059,7 +2099,7 @@ export const PeerInfo: MessageFns<PeerInfo> = {
 };
 
 function createBaseInitializeWeights(): InitializeWeights {
-  return { rootRank: 0, fromCheckpoint: false };
+  return { rootRank: 0, fromCheckpoint: false, keepHeldState: false };
 }
 
 export const InitializeWeights: MessageFns<InitializeWeights> = {
@@ -2069,6 +2109,9 @@ export const InitializeWeights: MessageFns<InitializeWeights> = {
     }
     if (message.fromCheckpoint !== false) {
       writer.uint32(16).bool(message.fromCheckpoint);
+    }
+    if (message.keepHeldState !== false) {
+      writer.uint32(24).bool(message.keepHeldState);
     }
     return writer;
   },
@@ -2102,6 +2145,14 @@ export const InitializeWeights: MessageFns<InitializeWeights> = {
             message.fromCheckpoint = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keepHeldState = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2121,6 +2172,7 @@ export const InitializeWeights: MessageFns<InitializeWeights> = {
     const message = createBaseInitializeWeights();
     message.rootRank = object.rootRank ?? 0;
     message.fromCheckpoint = object.fromCheckpoint ?? false;
+    message.keepHeldState = object.keepHeldState ?? false;
     return message;
   },
 };

@@ -1,0 +1,63 @@
+import type { Admission } from './membership.js';
+
+/** Where a resumed run goes on: from the state its workers kept, or from its checkpoint. */
+export interface RestartPoint {
+  /** Whether the workers keep the state they hold (else they load the checkpoint). */
+  held: boolean;
+  /** Steps done before the first step the run trains now. */
+  step: number;
+  /** Why, in words: for the log and metrics.jsonl. */
+  reason: string;
+  /** The ranks of the world. */
+  ranks: number[];
+}
+
+/**
+ * A coordinator restarted on its run folder (--resume) decides where the run goes on. The
+ * workers that lost the previous coordinator kept their replicas (see runWorker): when every
+ * one of them reports the same committed step, at or after the checkpoint's and before the
+ * end, with the same weights, that state is newer than the checkpoint and every replica
+ * already holds it; otherwise (a worker restarted, or the replicas were at different steps
+ * when the coordinator died) every worker loads the checkpoint. Undefined when no worker kept
+ * any state (an ordinary resume).
+ */
+export function restartPoint(
+  world: readonly Admission[],
+  checkpointStep: number,
+  totalSteps: number,
+): RestartPoint | undefined {
+  // No worker kept state: an ordinary resume.
+  if (world.every((a) => a.held === undefined)) return undefined;
+  const ranks = world.map((a) => a.rank);
+  const atCheckpoint = (why: string): RestartPoint => ({
+    ranks,
+    held: false,
+    step: checkpointStep,
+    reason: `the coordinator restarted; every worker loads the checkpoint after step ${checkpointStep}: ${why}`,
+  });
+  const without = world.filter((a) => a.held === undefined).map((a) => a.rank);
+  if (without.length > 0) {
+    return atCheckpoint(`rank${without.length > 1 ? 's' : ''} ${without.join(', ')} kept no state`);
+  }
+  const held = world.map((a) => a.held as NonNullable<Admission['held']>);
+  const steps = new Set(held.map((h) => h.steps));
+  if (steps.size > 1) {
+    const list = world.map((a, i) => `rank ${a.rank} at step ${held[i].steps}`).join(', ');
+    return atCheckpoint(`the workers hold different steps (${list})`);
+  }
+  const step = held[0].steps;
+  if (step < checkpointStep || step >= totalSteps) {
+    return atCheckpoint(
+      `the workers hold step ${step}, outside ${checkpointStep}..${totalSteps - 1}`,
+    );
+  }
+  if (new Set(held.map((h) => h.fingerprint)).size > 1) {
+    return atCheckpoint(`the workers hold step ${step} with different weights`);
+  }
+  return {
+    ranks,
+    held: true,
+    step,
+    reason: `the coordinator restarted; all ${world.length} workers kept the same state after step ${step} (checkpoint: step ${checkpointStep}) and go on from it`,
+  };
+}

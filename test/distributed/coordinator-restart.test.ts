@@ -1,0 +1,162 @@
+// The coordinator killed mid-run and restarted (issue 10): workers that lost it keep their
+// replicas and rejoin the coordinator restarted with `--resume auto` on the same run folder;
+// it goes on from their state (or, when they restarted too, from its checkpoint), and the
+// final weights equal an undisturbed run's. A worker whose coordinator never comes back
+// exits after --coordinator-grace. Real processes on loopback, real gRPC, real files.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { writeSyntheticCifar } from '../helpers/synthetic-cifar.js';
+import {
+  ensureBuilt,
+  errorLines,
+  finalWeights,
+  lenet5RunFlags,
+  relativeError,
+  train,
+} from './cli-runs.js';
+import { ElasticRun } from './elastic-run.js';
+
+let work: string;
+let data: string;
+let reference: Float32Array;
+const runs: ElasticRun[] = [];
+
+const STEPS = 60;
+const GLOBAL_BATCH = 24;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'ddp-restart-'));
+  data = join(work, 'cifar');
+  await writeSyntheticCifar(data, { perBatch: 80 });
+  await ensureBuilt();
+  const single = join(work, 'single');
+  await train([
+    ...lenet5RunFlags(data, STEPS),
+    '--batch-size',
+    String(GLOBAL_BATCH),
+    '--out',
+    single,
+  ]);
+  reference = await finalWeights(single);
+}, 300_000);
+
+afterEach(() => {
+  for (const run of runs.splice(0)) run.killAll();
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** A port free now: a restarted coordinator must listen where the workers dial. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The coordinator's flags: the same for the first start and the restart. */
+function coordinatorFlags(port: number): string[] {
+  return [
+    ...lenet5RunFlags(data, STEPS),
+    '--world-size',
+    '2',
+    '--global-batch-size',
+    String(GLOBAL_BATCH),
+    '--checkpoint-every',
+    '10',
+    '--step-timeout',
+    '10',
+    '--port',
+    String(port),
+  ];
+}
+
+/** A 2-worker run on a fixed port, `steps` steps done when it returns. */
+async function runUntil(name: string, steps: number, workerFlags: string[] = []) {
+  const port = await freePort();
+  const out = join(work, name);
+  const run = await ElasticRun.start(out, data, coordinatorFlags(port));
+  runs.push(run);
+  const workers = [run.addWorker(workerFlags), run.addWorker(workerFlags)];
+  expect(await run.untilSteps(steps), run.coordinator.stderr().slice(-3000)).toBe(true);
+  return { run, port, out, workers };
+}
+
+/** Restarts the coordinator on `out` as Kubernetes would: same flags, `--resume auto`. */
+async function restart(out: string, port: number): Promise<{ run: ElasticRun; startedAt: number }> {
+  const startedAt = Date.now();
+  const run = await ElasticRun.start(out, data, [...coordinatorFlags(port), '--resume', 'auto']);
+  runs.push(run);
+  return { run, startedAt };
+}
+
+describe('a coordinator killed mid-run and restarted', () => {
+  it('re-admits the workers at the step they hold, and the weights equal an undisturbed run’s', async () => {
+    const first = await runUntil('held', 25);
+    first.run.coordinator.child.kill('SIGKILL');
+    await first.run.coordinator.exited;
+    const { run, startedAt } = await restart(first.out, first.port);
+    const code = await run.coordinator.exited;
+    const log = run.coordinator.stderr();
+    expect(code, log.slice(-4000)).toBe(0);
+    expect(errorLines(log)).toEqual([]);
+    const records = run.metrics();
+    const changes = run.membershipChanges();
+    expect(changes).toHaveLength(1);
+    const [change] = changes;
+    expect(change.cause, JSON.stringify(change)).toMatch(/kept the same state after step \d+/);
+    expect(change.step).toBeGreaterThanOrEqual(25);
+    expect(change).toMatchObject({ workers: 2, ranks: [0, 1], generation: 1 });
+    // Every step once: the steps the kept state holds are not trained again.
+    const steps = records.flatMap((r) => (r.type === 'step' ? [r.step] : []));
+    expect(steps).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+    const after = records.slice(records.findIndex((r) => r.type === 'membership'));
+    const firstNew = after.find((r) => r.type === 'step');
+    expect(firstNew).toMatchObject({ step: change.step + 1 });
+    const firstNewMs = Date.parse((firstNew as { time: string }).time) - startedAt;
+    console.log(
+      `held: restarted at step ${change.step}; the first new step ${firstNewMs} ms after the coordinator's restart`,
+    );
+    expect(relativeError(await finalWeights(first.out), reference)).toBeLessThan(1e-5);
+    for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
+  }, 120_000);
+
+  it('loads its checkpoint into workers that restarted too', async () => {
+    const first = await runUntil('restarted', 25);
+    for (const p of [first.run.coordinator, ...first.workers]) p.child.kill('SIGKILL');
+    await Promise.all([first.run.coordinator, ...first.workers].map((p) => p.exited));
+    const { run } = await restart(first.out, first.port);
+    const workers = [run.addWorker(), run.addWorker()];
+    const code = await run.coordinator.exited;
+    expect(code, run.coordinator.stderr().slice(-4000)).toBe(0);
+    expect(run.membershipChanges()).toEqual([]);
+    expect(run.coordinator.stderr()).toMatch(/resuming lenet5/);
+    expect(relativeError(await finalWeights(first.out), reference)).toBeLessThan(1e-5);
+    for (const w of workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
+  }, 120_000);
+
+  it('a worker whose coordinator never comes back exits after --coordinator-grace', async () => {
+    const first = await runUntil('gone', 5, ['--coordinator-grace', '2']);
+    first.run.coordinator.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    for (const w of first.workers) {
+      const code = await w.exited;
+      const seconds = (Date.now() - killedAt) / 1000;
+      expect(code, w.stderr().slice(-2000)).not.toBe(0);
+      expect(errorLines(w.stderr()).join('\n')).toMatch(
+        /the coordinator at 127\.0\.0\.1:\d+ was gone for [23] s \(--coordinator-grace 2 s\)/,
+      );
+      expect(seconds).toBeGreaterThanOrEqual(2);
+      expect(seconds).toBeLessThan(10);
+    }
+  }, 60_000);
+});
