@@ -92,11 +92,11 @@ async function runUntil(name: string, steps: number, workerFlags: string[] = [])
 }
 
 /** Restarts the coordinator on `out` as Kubernetes would: same flags, `--resume auto`. */
-async function restart(out: string, port: number): Promise<{ run: ElasticRun; startedAt: number }> {
+async function restart(out: string, port: number) {
   const startedAt = Date.now();
   const run = await ElasticRun.start(out, data, [...coordinatorFlags(port), '--resume', 'auto']);
   runs.push(run);
-  return { run, startedAt };
+  return { run, startedAt, listeningAt: Date.now() };
 }
 
 describe('a coordinator killed mid-run and restarted', () => {
@@ -104,7 +104,7 @@ describe('a coordinator killed mid-run and restarted', () => {
     const first = await runUntil('held', 25);
     first.run.coordinator.child.kill('SIGKILL');
     await first.run.coordinator.exited;
-    const { run, startedAt } = await restart(first.out, first.port);
+    const { run, startedAt, listeningAt } = await restart(first.out, first.port);
     const code = await run.coordinator.exited;
     const log = run.coordinator.stderr();
     expect(code, log.slice(-4000)).toBe(0);
@@ -122,9 +122,9 @@ describe('a coordinator killed mid-run and restarted', () => {
     const after = records.slice(records.findIndex((r) => r.type === 'membership'));
     const firstNew = after.find((r) => r.type === 'step');
     expect(firstNew).toMatchObject({ step: change.step + 1 });
-    const firstNewMs = Date.parse((firstNew as { time: string }).time) - startedAt;
+    const firstNewAt = Date.parse((firstNew as { time: string }).time);
     console.log(
-      `held: restarted at step ${change.step}; the first new step ${firstNewMs} ms after the coordinator's restart`,
+      `held: restarted at step ${change.step}; the first new step ${firstNewAt - startedAt} ms after the coordinator's restart, ${firstNewAt - listeningAt} ms after it listened`,
     );
     expect(relativeError(await finalWeights(first.out), reference)).toBeLessThan(1e-5);
     for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
