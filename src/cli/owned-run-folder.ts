@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { TRACE_FILE } from '../coordinator/observe/trace-writer.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { CHECKPOINT_FILE } from '../shared/training/checkpoint.js';
-import { createRunDir, latestRunDir } from '../shared/training/run-folder.js';
+import { createRunDir, latestRunDir, METRICS_FILE } from '../shared/training/run-folder.js';
 import { LOCK_FILE, RunFolderLock } from '../shared/training/run-folder-lock.js';
 import { RUN_FLAGS_FILE, restoreRunFlags, saveRunFlags } from './run-flags.js';
 
@@ -91,6 +92,7 @@ export class OwnedRunFolder {
     const out = command.getOptionValue('out') as string | undefined;
     const runDir = await createRunDir(model, out);
     this.lock ??= await RunFolderLock.acquire(runDir);
+    await removeEarlierRecords(runDir);
     log().info({ runDir }, `run folder: ${runDir}`);
     await saveRunFlags(runDir, command);
     try {
@@ -110,4 +112,19 @@ export class OwnedRunFolder {
   async release(): Promise<void> {
     await this.lock?.release();
   }
+}
+
+/**
+ * A new run may start in a folder that an earlier one left without a checkpoint (it failed or
+ * was killed before its first): its records are removed, so that the new run's metrics are
+ * not appended to the old one's.
+ */
+async function removeEarlierRecords(runDir: string): Promise<void> {
+  const earlier = [METRICS_FILE, TRACE_FILE].filter((name) => existsSync(join(runDir, name)));
+  if (earlier.length === 0) return;
+  for (const name of earlier) await rm(join(runDir, name), { force: true });
+  log().info(
+    { runDir, removed: earlier },
+    `removed ${earlier.join(' and ')} of an earlier run in ${runDir} that wrote no checkpoint`,
+  );
 }

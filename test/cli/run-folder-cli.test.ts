@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,7 +71,11 @@ describe('the run folder', () => {
   it('--resume auto starts a run, then resumes it, and refuses a damaged checkpoint', async () => {
     const out = join(work, 'auto');
     const auto = ['--resume', 'auto', '--out', out, '--checkpoint-every', '1'];
+    // An earlier attempt died before its first checkpoint: its records go, not into the new run's.
+    await mkdir(out);
+    await writeFile(join(out, 'metrics.jsonl'), '{"type":"step","step":1,"loss":12345}\n');
     const first = await train([...RUN, ...auto, '--steps', '2']);
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).not.toContain('12345');
     expect(first.summary).toMatchObject({ steps: 2, runDir: out });
     expect(infoLines(first.result.stderr)).toContain(
       `--resume auto: ${out} holds no checkpoint; starting a new run`,
