@@ -127,4 +127,27 @@ describe('Membership', () => {
     m.attach(0, a.sessionId);
     expect(refusalOf(() => m.attach(0, a.sessionId))[0]).toBe('ALREADY_EXISTS');
   });
+
+  it('admits joins into a running job up to maxWorkers, and frees a lost rank for its replacement', () => {
+    const m = new Membership({ ...rules, maxWorkers: 3 });
+    const a = m.admit(request({ workerId: 'a' }));
+    const b = m.admit(request({ workerId: 'b' }));
+    // The first world is worldSize: a third waits for the run to start.
+    expect(refusalOf(() => m.admit(request({ workerId: 'c' })))[0]).toBe('RESOURCE_EXHAUSTED');
+    m.attach(a.rank, a.sessionId);
+    m.attach(b.rank, b.sessionId);
+    m.start();
+    const c = m.admit(request({ workerId: 'c' }));
+    expect(c.rank).toBe(2);
+    // Admitted into a running job, it may open its Control stream with its credential.
+    expect(m.credentials()).toContain(c.credential);
+    expect(refusalOf(() => m.admit(request({ workerId: 'd' })))).toEqual([
+      'RESOURCE_EXHAUSTED',
+      'the world is full: all 3 ranks are taken (--max-workers) and the run has started',
+    ]);
+    expect(m.leave(b.rank)).toBe('lost');
+    expect(m.credentials()).not.toContain(b.credential);
+    // A replacement asking for the lost rank (a Kubernetes completion index) gets it.
+    expect(m.admit(request({ workerId: 'b2', requestedRank: b.rank })).rank).toBe(b.rank);
+  });
 });
