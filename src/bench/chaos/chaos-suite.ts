@@ -9,7 +9,7 @@ import { ChaosRun, causeOf, sleep } from './chaos-run.js';
 import { checkpointState, exportedTensors, maxRelativeError } from './run-folder-checks.js';
 import { judge, type RunOutcome } from './run-outcome.js';
 import { type RunShape, referenceFlags, referenceKey } from './run-shape.js';
-import { missingFeatures, type Scenario } from './scenario.js';
+import { FEATURES, missingFeatures, type Scenario } from './scenario.js';
 
 export interface SuiteOptions {
   seed: number;
@@ -44,7 +44,10 @@ export async function runChaosSuite(
   for (const scenario of scenarios) {
     const missing = missingFeatures(scenario);
     if (missing.length > 0) {
-      results.push({ scenario, skipped: `needs ${missing.join(', ')}` });
+      results.push({
+        scenario,
+        skipped: `needs ${missing.map((f) => FEATURES[f].needs).join('; ')}`,
+      });
       continue;
     }
     const key = referenceKey(scenario.shape);
