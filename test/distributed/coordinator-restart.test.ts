@@ -3,7 +3,7 @@
 // it goes on from their state (or, when they restarted too, from its checkpoint), and the
 // final weights equal an undisturbed run's. A worker whose coordinator never comes back
 // exits after --coordinator-grace. Real processes on loopback, real gRPC, real files.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { ElasticRun } from './elastic-run.js';
 let work: string;
 let data: string;
 let reference: Float32Array;
+let single: string;
 const runs: ElasticRun[] = [];
 
 const STEPS = 60;
@@ -32,7 +33,7 @@ beforeAll(async () => {
   data = join(work, 'cifar');
   await writeSyntheticCifar(data, { perBatch: 80 });
   await ensureBuilt();
-  const single = join(work, 'single');
+  single = join(work, 'single');
   await train([
     ...lenet5RunFlags(data, STEPS),
     '--batch-size',
@@ -50,6 +51,37 @@ afterEach(() => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
+
+/** The tensors of a run's exported model (<run>/model), by name. */
+async function exportedTensors(runDir: string): Promise<Map<string, Float32Array>> {
+  const dir = join(runDir, 'model');
+  const manifest = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as {
+    weightsManifest: { paths: string[]; weights: { name: string; shape: number[] }[] }[];
+  };
+  const tensors = new Map<string, Float32Array>();
+  for (const group of manifest.weightsManifest) {
+    const bytes = Buffer.concat(await Promise.all(group.paths.map((p) => readFile(join(dir, p)))));
+    const floats = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    let offset = 0;
+    for (const { name, shape } of group.weights) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      tensors.set(name, floats.slice(offset, offset + size));
+      offset += size;
+    }
+  }
+  return tensors;
+}
+
+/** The final weights equal the undisturbed run's: relative error below 1e-5 in every tensor. */
+async function expectReferenceWeights(runDir: string): Promise<void> {
+  expect(relativeError(await finalWeights(runDir), reference)).toBeLessThan(1e-5);
+  const expected = await exportedTensors(single);
+  const actual = await exportedTensors(runDir);
+  expect([...actual.keys()]).toEqual([...expected.keys()]);
+  for (const [name, tensor] of expected) {
+    expect(relativeError(actual.get(name) as Float32Array, tensor), name).toBeLessThan(1e-5);
+  }
+}
 
 /** A port free now: a restarted coordinator must listen where the workers dial. */
 function freePort(): Promise<number> {
@@ -126,7 +158,7 @@ describe('a coordinator killed mid-run and restarted', () => {
     console.log(
       `held: restarted at step ${change.step}; the first new step ${firstNewAt - startedAt} ms after the coordinator's restart, ${firstNewAt - listeningAt} ms after it listened`,
     );
-    expect(relativeError(await finalWeights(first.out), reference)).toBeLessThan(1e-5);
+    await expectReferenceWeights(first.out);
     for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
   }, 120_000);
 
@@ -140,7 +172,7 @@ describe('a coordinator killed mid-run and restarted', () => {
     expect(code, run.coordinator.stderr().slice(-4000)).toBe(0);
     expect(run.membershipChanges()).toEqual([]);
     expect(run.coordinator.stderr()).toMatch(/resuming lenet5/);
-    expect(relativeError(await finalWeights(first.out), reference)).toBeLessThan(1e-5);
+    await expectReferenceWeights(first.out);
     for (const w of workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
   }, 120_000);
 
