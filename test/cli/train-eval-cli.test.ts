@@ -179,7 +179,7 @@ describe('tfjs-ddp train', () => {
       ['--model', 'baseline', '--data', join(tmpdir(), 'no-such-cifar'), '--backend', 'cpu'],
       'no-such-cifar',
     ],
-    [['--resume', join(tmpdir(), 'no-such-run')], 'no checkpoint at'],
+    [['--resume', join(tmpdir(), 'no-such-run')], 'there is no folder'],
   ])('train %j fails with one clear line and exit code 2', async (args, message) => {
     const result = await runCli(['train', ...args], { cwd: work });
     expect(result.code).toBe(2);
