@@ -105,7 +105,11 @@ async function runOnce(
   );
   const notes: string[] = [];
   try {
-    await scenario.drive(run);
+    // The deadline bounds the scenario's own waits too.
+    const deadline = sleep(run.remainingMs()).then(() => {
+      throw new Error('still disturbing the run at its deadline');
+    });
+    await Promise.race([scenario.drive(run), deadline]);
   } catch (err) {
     notes.push(`the scenario could not finish its disturbance: ${(err as Error).message}`);
   }

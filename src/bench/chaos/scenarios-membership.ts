@@ -151,8 +151,9 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
       for (let restart = 0; restart < 10 && !run.coordinator?.exited(); restart++) {
         const replacement = run.startWorker();
         await sleep(run.draw(0, 300));
-        if ((await run.rankOf(replacement)) !== undefined)
-          run.processes.signal(replacement, 'SIGKILL');
+        // It crashes once admitted; one refused or never admitted is stopped all the same.
+        await run.rankOf(replacement);
+        run.processes.signal(replacement, 'SIGKILL');
         await replacement.exit;
         run.fault(`restart ${restart + 1} crashed`);
       }
