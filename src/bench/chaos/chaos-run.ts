@@ -126,14 +126,16 @@ export class ChaosRun {
     return joined?.rank as number | undefined;
   }
 
-  /** Where the other workers reach `worker`'s ring server (from its log), once it has joined. */
+  /** Where the other workers reach `worker`'s ring server (the coordinator logs it at admission). */
   async peerAddressOf(worker: ChaosProcess): Promise<string | undefined> {
-    const joined = await this.processes.waitFor(
-      worker,
-      (r) => /peers reach it at /.test(r.msg),
+    const rank = await this.rankOf(worker);
+    if (rank === undefined || !this.coordinator) return undefined;
+    const admitted = await this.processes.waitFor(
+      this.coordinator,
+      (r) => r.rank === rank && / joined as rank /.test(r.msg),
       this.remainingMs(),
     );
-    return joined && /peers reach it at (\S+)/.exec(joined.msg)?.[1];
+    return admitted && /\bat (\S+) joined as rank /.exec(admitted.msg)?.[1];
   }
 
   /** Records a fault at this moment. */
