@@ -42,9 +42,8 @@ export function registerWorkerCommand(program: Command): void {
       });
     } finally {
       stop.dispose();
-      // Stop watching the launcher, and do not let a lingering connection keep the process up.
+      // Stop watching the launcher (main ends a process that a lingering connection keeps up).
       process.stdin.destroy();
-      setTimeout(() => process.exit(), 3000).unref();
     }
   });
 }

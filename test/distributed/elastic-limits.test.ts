@@ -80,10 +80,16 @@ describe('a stalled worker (SIGSTOP)', () => {
     expect(recovered).toBeLessThan(stepTimeout + 2);
     const steps = run.stepsDone();
     expect(await run.untilSteps(Math.min(40, steps + 5), 20_000)).toBe(true);
-    // The stalled process is out of the run; once it is gone, the run completes without it.
-    stalled.child.kill('SIGKILL');
+    // The stalled process is out of the run: the run completes, and the coordinator exits,
+    // while it is still stopped (its open connection must not keep the coordinator up).
+    expect(await run.untilSteps(40, 60_000)).toBe(true);
+    const finishedAt = Date.now();
     expect(await run.coordinator.exited, run.coordinator.stderr().slice(-3000)).toBe(0);
+    // The final evaluation, the workers' 10 s to close, the server's grace, main's 3 s.
+    expect((Date.now() - finishedAt) / 1000).toBeLessThan(25);
     expect(run.stepsDone()).toBe(40);
+    expect(isAlive(stalled.child.pid as number)).toBe(true);
+    stalled.child.kill('SIGKILL');
   }, 120_000);
 });
 
