@@ -11,8 +11,12 @@
  * β: ms per byte on one link. A step of k micro-batches of B images per worker,
  * each taking C ms of compute (forward, backward, data, update), all-reduces once:
  *
- *   t(N, k) = k·C + T(S, N),   throughput = N·k·B / t,
- *   scaling efficiency = throughput(N) / (N · throughput(1)) = k·C / (k·C + T(S, N)).
+ *   t(N, k) = k·C + E + T(S, N),   throughput = N·k·B / t,
+ *   scaling efficiency = throughput(N) / (N · throughput(1)) = k·C / t,
+ *
+ * where E is the compression's own CPU time per step (PowerSGD's products; 0 without, and for
+ * bf16 whose fitted β carries its codec). PowerSGD sends S' < S bytes in 2 operations per
+ * bucket: T(S', N) with 2b latencies.
  */
 export type Algorithm = 'ring' | 'star';
 
@@ -87,7 +91,10 @@ export interface StepShape {
   /** Images per micro-batch per worker. */
   batchSize: number;
   gradientBytes: number;
+  /** Operations per step (each pays the latency): buckets, or 2 per bucket for PowerSGD. */
   buckets: number;
+  /** The compression's CPU time per step, ms (not sped up with the compute: it runs in JS). */
+  codecMs?: number;
 }
 
 export interface StepPrediction {
@@ -107,7 +114,7 @@ export function predictStep(
 ): StepPrediction {
   const allreduce = allReduceMs(algo, fit, shape.gradientBytes, workers, shape.buckets);
   const compute = accumulate * shape.computeMs;
-  const stepMs = compute + allreduce;
+  const stepMs = compute + (shape.codecMs ?? 0) + allreduce;
   return {
     allreduceMs: allreduce,
     stepMs,

@@ -13,13 +13,24 @@ import {
 } from './cost-model.js';
 import type { ScalingReport } from './scaling-bench.js';
 
-export type Compression = 'none' | 'bf16';
+export type Compression = 'none' | 'bf16' | 'powersgd';
 export const SCENARIOS: readonly [Algorithm, Compression][] = [
   ['ring', 'none'],
   ['ring', 'bf16'],
+  ['ring', 'powersgd'],
   ['star', 'none'],
   ['star', 'bf16'],
+  ['star', 'powersgd'],
 ];
+
+/** What PowerSGD changes in a step: fewer bytes, two operations per bucket, its own CPU time. */
+export interface PowerSgdShape {
+  rank: number;
+  /** float32 bytes it all-reduces per step (P, Q and the parameters sent whole). */
+  sentBytes: number;
+  /** Its products and orthogonalisation per step, measured in this process, ms. */
+  codecMs: number;
+}
 
 /** A fitted link for one (algorithm, compression), and where its figures came from. */
 export interface FittedLink extends LinkFit {
@@ -44,6 +55,7 @@ export interface PredictInputs {
   links: FittedLink[];
   /** The measured scaling runs to check the model against, if any. */
   scaling?: ScalingReport;
+  powerSgd: PowerSgdShape;
 }
 
 export interface PredictRow {
@@ -86,10 +98,23 @@ export function predict(inputs: PredictInputs): { rows: PredictRow[]; checks: Pr
       gradientBytes: inputs.gradientBytes,
       buckets,
     };
+    const { sentBytes, codecMs } = inputs.powerSgd;
+    const compressed: StepShape = {
+      ...shape,
+      gradientBytes: sentBytes,
+      buckets: 2 * buckets,
+      codecMs,
+    };
     for (const link of inputs.links) {
       for (const k of inputs.accumulate) {
         for (const n of inputs.workers) {
-          const p = predictStep(link.algo, link, shape, n, k);
+          const p = predictStep(
+            link.algo,
+            link,
+            link.compression === 'powersgd' ? compressed : shape,
+            n,
+            k,
+          );
           rows.push({
             compute,
             computeMs,
@@ -128,8 +153,9 @@ export function predict(inputs: PredictInputs): { rows: PredictRow[]; checks: Pr
 /**
  * Fits every (algorithm, compression) from the `bench allreduce` results in
  * `dir` (allreduce-*.json). A bf16 scenario without its own results is derived
- * from float32's fit with half the bytes (its encoding cost then left out); a
- * scenario with no results at all is an error naming the command to run.
+ * from float32's fit with half the bytes (its encoding cost then left out); PowerSGD
+ * sends float32, so it uses float32's fit (its bytes and CPU time come from
+ * PowerSgdShape); a scenario with no results at all is an error naming the command to run.
  */
 export async function fitLinks(dir: string): Promise<FittedLink[]> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((f) =>
@@ -154,6 +180,14 @@ export async function fitLinks(dir: string): Promise<FittedLink[]> {
     if (own)
       return { algo, compression, ...fitLink(algo, own.samples), source: own.files.join(', ') };
     const plain = samples.get(`${algo}/none`);
+    if (compression === 'powersgd' && plain) {
+      return {
+        algo,
+        compression,
+        ...fitLink(algo, plain.samples),
+        source: `${plain.files.join(', ')} (float32)`,
+      };
+    }
     if (compression === 'bf16' && plain) {
       const fit = fitLink(algo, plain.samples);
       return {

@@ -9,7 +9,7 @@ export interface PredictReport {
 }
 
 const scenario = (r: { algo: string; compression: string }) =>
-  `${r.algo}${r.compression === 'bf16' ? '+bf16' : ''}`;
+  `${r.algo}${r.compression === 'none' ? '' : `+${r.compression}`}`;
 
 function linkLine(l: FittedLink): string {
   const mbps = l.betaMsPerByte > 0 ? `${(1 / l.betaMsPerByte / 1000).toFixed(0)} MB/s` : '∞';
@@ -37,6 +37,7 @@ function header(report: PredictReport): string[] {
   return [
     `${i.model}: ${formatBytes(i.gradientBytes)}B of float32 gradients (${(i.gradientBytes / 4).toLocaleString('en-US')} parameters), buckets of ${formatBytes(i.bucketBytes)}B after a first of ${formatBytes(i.firstBucketBytes)}B`,
     ...i.links.map(linkLine),
+    `powersgd: rank ${i.powerSgd.rank}, ${formatBytes(i.powerSgd.sentBytes)}B all-reduced per step in 2 operations per bucket, ${i.powerSgd.codecMs.toFixed(0)} ms of CPU per step for its products (measured here, not sped up with the compute)`,
   ];
 }
 

@@ -76,8 +76,8 @@ it('fits α and β, predicts with the model, and checks against the measured run
   expect(bf16.betaMsPerByte / fit.betaMsPerByte).toBeCloseTo(0.5, 6);
   expect(bf16.source).toMatch(/half the bytes/);
 
-  // 2 scenarios of compute × 4 links × 2 accumulations × N = 1, 2, 4, 8.
-  expect(rows).toHaveLength(64);
+  // 2 scenarios of compute × 6 links × 2 accumulations × N = 1, 2, 4, 8.
+  expect(rows).toHaveLength(96);
   const S = inputs.gradientBytes;
   const t = 6 * fit.alphaMs + 1.5 * S * fit.betaMsPerByte; // ring, N = 4, one bucket
   const row = rows.find(
@@ -92,6 +92,24 @@ it('fits α and β, predicts with the model, and checks against the measured run
   expect(row.allreduceMs).toBeCloseTo(t, 6);
   expect(row.imagesPerSec).toBeCloseTo((4 * 2 * 32 * 1000) / (20 + t), 4);
   expect(row.scalingEfficiency).toBeCloseTo(20 / (20 + t), 9);
+
+  // PowerSGD (rank 4): its bytes and 2 operations per bucket on float32's link, plus its CPU time.
+  const { rank, sentBytes, codecMs } = inputs.powerSgd;
+  expect(rank).toBe(4);
+  expect(sentBytes).toBeGreaterThan(0);
+  expect(sentBytes).toBeLessThan(S / 2);
+  expect(codecMs).toBeGreaterThan(0);
+  const compressed = rows.find(
+    (x: Record<string, unknown>) =>
+      x.compute === 'faster' &&
+      x.algo === 'ring' &&
+      x.compression === 'powersgd' &&
+      x.accumulate === 2 &&
+      x.workers === 4,
+  );
+  const tp = 12 * fit.alphaMs + 1.5 * sentBytes * fit.betaMsPerByte;
+  expect(compressed.allreduceMs).toBeCloseTo(tp, 6);
+  expect(compressed.stepMs).toBeCloseTo(20 + codecMs + tp, 6);
 
   // N = 2: the independent runs took 2 × 32 / 520 s per step; the model adds its all-reduce.
   expect(checks).toHaveLength(1);

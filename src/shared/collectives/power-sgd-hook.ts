@@ -25,6 +25,31 @@ interface ParameterPlan {
   qOffset: number;
 }
 
+/** How PowerSGD of `rank` sends each parameter of `shapes` (the order of the flat gradient). */
+function planParameters(shapes: readonly (readonly number[])[], rank: number): ParameterPlan[] {
+  let offset = 0;
+  let qOffset = 0;
+  return shapes.map((shape) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const cols = shape.length >= 2 ? shape[shape.length - 1] : size;
+    const rows = size / cols;
+    const r = Math.min(rank, rows, cols);
+    const compress = shape.length >= 2 && (rows + cols) * r * MIN_COMPRESSION_RATE < size;
+    const plan = { offset, size, rows, cols, rank: compress ? r : 0, qOffset };
+    if (compress) qOffset += rows * r;
+    offset += size;
+    return plan;
+  });
+}
+
+/** Values PowerSGD of `rank` all-reduces per step for `shapes` (P and Q, and what goes whole). */
+export function powerSgdSentElements(shapes: readonly (readonly number[])[], rank: number): number {
+  return planParameters(shapes, rank).reduce(
+    (n, p) => n + (p.rank ? (p.rows + p.cols) * p.rank : p.size),
+    0,
+  );
+}
+
 /**
  * PowerSGD (Vogels et al., NeurIPS 2019) as PyTorch's `powerSGD_hook` does it, per bucket: the
  * bucket plus this rank's error feedback is M; each matrix-shaped gradient that compression
@@ -46,7 +71,7 @@ interface ParameterPlan {
  * sequencing forbids.
  */
 export class PowerSgdHook implements CommHookState {
-  private readonly plans: ParameterPlan[] = [];
+  private readonly plans: ParameterPlan[];
   /** Every compressed parameter's Q (R×r), back to back: the same on every rank. */
   private q: Float32Array;
   /** This rank's error feedback over the whole flat gradient (zero where sent whole). */
@@ -58,20 +83,10 @@ export class PowerSgdHook implements CommHookState {
     shapes: readonly (readonly number[])[],
     readonly rank: number,
   ) {
-    let offset = 0;
-    let qLength = 0;
-    for (const shape of shapes) {
-      const size = shape.reduce((a, b) => a * b, 1);
-      const cols = shape.length >= 2 ? shape[shape.length - 1] : size;
-      const rows = size / cols;
-      const r = Math.min(rank, rows, cols);
-      const compress = shape.length >= 2 && (rows + cols) * r * MIN_COMPRESSION_RATE < size;
-      this.plans.push({ offset, size, rows, cols, rank: compress ? r : 0, qOffset: qLength });
-      if (compress) qLength += rows * r;
-      offset += size;
-    }
-    this.error = new Float32Array(offset);
-    this.q = new Float32Array(qLength);
+    this.plans = planParameters(shapes, rank);
+    const last = this.plans.at(-1);
+    this.error = new Float32Array(last ? last.offset + last.size : 0);
+    this.q = new Float32Array(this.plans.reduce((n, p) => n + p.rows * p.rank, 0));
     this.initialQ();
   }
 
