@@ -184,7 +184,7 @@ describe('PowerSGD hook', () => {
       buckets,
     );
     const resumed = runOf(three);
-    for (const h of resumed) h.state?.importState(saved[0], 3);
+    for (const h of resumed) h.state?.importState(saved[0], 1 / 3);
     const grads = [gradient(0, 2), gradient(1, 2), new Float32Array(TOTAL)];
     await runHooks(
       three,

@@ -26,6 +26,10 @@ export interface CommHookState {
    * of its operation order: it may run collective operations.
    */
   exportState(collective: Collective): Promise<Record<string, Float32Array>>;
-  /** Takes a checkpoint's state back, for a world of `worldSize` ranks; ignores what it cannot use. */
-  importState(saved: Readonly<Record<string, Float32Array>>, worldSize: number): void;
+  /**
+   * Takes exported state back; ignores what it cannot use. `share` is this rank's part of
+   * what the ranks held together: 1/N when every rank of a world of N loads the same state (a
+   * resume), 0 for a rank that joins ranks which keep theirs.
+   */
+  importState(saved: Readonly<Record<string, Float32Array>>, share: number): void;
 }

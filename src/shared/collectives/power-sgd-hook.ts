@@ -102,10 +102,10 @@ export class PowerSgdHook implements CommHookState {
     return { [ERROR_SUM_STATE]: errorSum, [Q_STATE]: this.q.slice() };
   }
 
-  importState(saved: Readonly<Record<string, Float32Array>>, worldSize: number): void {
+  importState(saved: Readonly<Record<string, Float32Array>>, share: number): void {
     const errorSum = saved[ERROR_SUM_STATE];
     if (errorSum?.length === this.error.length) {
-      this.error = Float32Array.from(errorSum, (e) => e / worldSize);
+      this.error = Float32Array.from(errorSum, (e) => e * share);
     }
     // Another rank's Q has another length: a fresh start is all it can have.
     const q = saved[Q_STATE];

@@ -122,7 +122,7 @@ export class Replica {
     if (fromCheckpoint) {
       this.report('loading the checkpoint');
       const state = await fetchCheckpoint();
-      this.setState(state);
+      this.setState(state, 1 / this.need().worldSize);
     } else {
       this.report(`receiving rank ${root}'s initial weights`);
       const weights = this.trainStep.getWeights();
@@ -273,7 +273,8 @@ export class Replica {
    */
   loadState(state: ReplicaState, committedSteps: number): string {
     if (this.held) this.discard(this.held);
-    this.setState(state);
+    // The others keep their error feedback: the joiner starts without any (PowerSGD).
+    this.setState(state, 0);
     this.committedSteps = committedSteps;
     this.idleSince = performance.now();
     return weightsFingerprint(this.trainStep.getWeights());
@@ -331,7 +332,8 @@ export class Replica {
     this.statsDirty = false;
   }
 
-  private setState(state: ReplicaState): void {
+  /** `commShare`: this rank's part of the hook's summed state (CommHookState.importState). */
+  private setState(state: ReplicaState, commShare: number): void {
     const expected = this.trainStep.weightsLayout.size;
     if (state.weights.length !== expected) {
       throw new UserError(
@@ -342,7 +344,7 @@ export class Replica {
     if (state.optimizer) {
       const { optimizer, comm } = splitCommState(state.optimizer);
       this.trainStep.importOptimizerState(optimizer);
-      this.comm.state?.importState(comm, this.need().worldSize);
+      this.comm.state?.importState(comm, commShare);
     }
   }
 
