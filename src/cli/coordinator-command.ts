@@ -10,7 +10,7 @@ import { COORDINATOR_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import type { FlagValues } from '../shared/config/flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
 import { UserError } from '../shared/errors.js';
-import { gracefulStop } from '../shared/process/graceful-stop.js';
+import { exitAfterLinger, gracefulStop } from '../shared/process/graceful-stop.js';
 import { addFlags, readFlags } from './flag-options.js';
 import { observeSettings } from './observe-options.js';
 import { OwnedRunFolder } from './owned-run-folder.js';
@@ -40,6 +40,7 @@ export function registerCoordinatorCommand(program: Command): void {
       );
     } finally {
       await folder.release();
+      exitAfterLinger();
     }
   });
 }

@@ -20,10 +20,6 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   process.exitCode = reportError(err);
-} finally {
-  // The command is over: a connection that lingers (a stalled, dropped peer never closes its
-  // stream) must not keep the process up. The logs are written by then.
-  setTimeout(() => process.exit(), 3000).unref();
 }
 
 /** Turns any error into one clear line (and a log record) and an exit code; no stack traces for user errors. */

@@ -5,7 +5,7 @@ import type { BackendRequest } from '../shared/backend/select-backend.js';
 import { WORKER_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
 import { log } from '../shared/logging/logger.js';
-import { gracefulStop } from '../shared/process/graceful-stop.js';
+import { exitAfterLinger, gracefulStop } from '../shared/process/graceful-stop.js';
 import { runWorker } from '../worker/worker.js';
 import { addFlags, readFlags } from './flag-options.js';
 
@@ -42,8 +42,9 @@ export function registerWorkerCommand(program: Command): void {
       });
     } finally {
       stop.dispose();
-      // Stop watching the launcher (main ends a process that a lingering connection keeps up).
+      // Stop watching the launcher.
       process.stdin.destroy();
+      exitAfterLinger();
     }
   });
 }

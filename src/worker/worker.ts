@@ -131,7 +131,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       });
       const { link, response } = joined;
       rank = response.rank;
-      const session = joinedSession(opts, link, response, peerService, kept);
+      const session = joinedSession(opts, link, response, peerService, kept, peerAddress);
       try {
         await session.run(opts.signal);
         return;
@@ -162,12 +162,13 @@ function joinedSession(
   response: JoinResponse,
   peerService: PeerService,
   kept: WorkerReplica | undefined,
+  peerAddress: string,
 ): WorkerSession {
   const settings = decodeRunSettings(response.config);
   bindToLog({ rank: response.rank });
   log().info(
     { rank: response.rank },
-    `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}${kept ? ` holding step ${kept.replica.committedSteps}` : ''}`,
+    `joined ${opts.coordinator} as rank ${response.rank} of ${response.worldSize}${kept ? ` holding step ${kept.replica.committedSteps}` : ''}; peers reach it at ${peerAddress}`,
   );
   link.openControl(response.rank, response.sessionId, settings.stepTimeoutMs);
   return new WorkerSession({

@@ -4,6 +4,8 @@ import { log } from '../logging/logger.js';
 const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 /** How long the cleanups of a second signal may take before the process exits anyway. */
 const FORCE_CLEANUP_MS = 2000;
+/** How long a coordinator or worker whose part is over waits for its connections to close. */
+const LINGER_MS = 3000;
 
 export interface GracefulStop {
   /** Aborted by the first SIGINT or SIGTERM; its reason is the signal's name. */
@@ -51,4 +53,13 @@ export function gracefulStop(what: string, opts: GracefulStopOptions = {}): Grac
       for (const name of SIGNALS) process.off(name, onSignal);
     },
   };
+}
+
+/**
+ * Called when a coordinator's or a worker's part of the run is over: a connection that lingers
+ * (a stalled peer that was dropped never closes its stream) must not keep the process up. The
+ * timer does not itself hold the process: one with nothing left open exits at once.
+ */
+export function exitAfterLinger(): void {
+  setTimeout(() => process.exit(), LINGER_MS).unref();
 }
