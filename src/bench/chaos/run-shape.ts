@@ -57,15 +57,9 @@ export function trainingFlags(shape: RunShape): string[] {
 /** `coordinator` flags of the shape (without --out and --port). */
 export function distributedFlags(shape: RunShape): string[] {
   return [
-    ...trainingFlags(shape),
+    ...runFlags(shape),
     '--world-size',
     String(shape.workers),
-    '--global-batch-size',
-    String(shape.globalBatch),
-    '--checkpoint-every',
-    String(shape.checkpointEvery),
-    '--step-timeout',
-    String(shape.stepTimeoutS),
     '--join-timeout',
     '60',
     '--bind-host',
@@ -75,10 +69,13 @@ export function distributedFlags(shape: RunShape): string[] {
 
 /** `train --workers N` flags of the shape (without --out). */
 export function launcherFlags(shape: RunShape): string[] {
+  return [...runFlags(shape), '--workers', String(shape.workers)];
+}
+
+/** The flags `coordinator` and `train --workers` share: training, batch, checkpoints, deadline. */
+function runFlags(shape: RunShape): string[] {
   return [
     ...trainingFlags(shape),
-    '--workers',
-    String(shape.workers),
     '--global-batch-size',
     String(shape.globalBatch),
     '--checkpoint-every',

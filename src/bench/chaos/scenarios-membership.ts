@@ -29,6 +29,16 @@ const SHRINKABLE = ['--min-workers', '2', '--max-restarts', '5'];
 /** The worker worker-joins starts into the running world, for its check. */
 const joiners = new WeakMap<ChaosRun, ChaosProcess>();
 
+/** Starts a world that may shrink, and sends `signal` to a random worker after a random step. */
+async function signalRandomWorker(run: ChaosRun, signal: NodeJS.Signals): Promise<ChaosProcess> {
+  const workers = await run.startWorld(SHRINKABLE);
+  const step = await reachRandomStep(run);
+  const victim = pick(run, workers);
+  run.processes.signal(victim, signal);
+  run.fault(`${signal} ${victim.name} after step ${step}`);
+  return victim;
+}
+
 export const MEMBERSHIP_SCENARIOS: Scenario[] = [
   {
     name: 'sigkill-worker',
@@ -38,11 +48,7 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
     needs: ['elastic'],
     ci: true,
     async drive(run) {
-      const workers = await run.startWorld(SHRINKABLE);
-      const step = await reachRandomStep(run);
-      const victim = pick(run, workers);
-      run.processes.signal(victim, 'SIGKILL');
-      run.fault(`SIGKILL ${victim.name} after step ${step}`);
+      await signalRandomWorker(run, 'SIGKILL');
     },
   },
   {
@@ -53,11 +59,7 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
     needs: ['elastic'],
     ci: false,
     async drive(run) {
-      const workers = await run.startWorld(SHRINKABLE);
-      const step = await reachRandomStep(run);
-      const victim = pick(run, workers);
-      run.processes.signal(victim, 'SIGSTOP');
-      run.fault(`SIGSTOP ${victim.name} after step ${step}`);
+      const victim = await signalRandomWorker(run, 'SIGSTOP');
       await sleep(run.shape.stepTimeoutS * 1000 + run.draw(500, 2000));
       run.processes.signal(victim, 'SIGCONT');
     },
@@ -70,11 +72,7 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
     needs: ['elastic'],
     ci: true,
     async drive(run) {
-      const workers = await run.startWorld(SHRINKABLE);
-      const step = await reachRandomStep(run);
-      const victim = pick(run, workers);
-      run.processes.signal(victim, 'SIGTERM');
-      run.fault(`SIGTERM ${victim.name} after step ${step}`);
+      await signalRandomWorker(run, 'SIGTERM');
     },
   },
   {
