@@ -120,6 +120,25 @@ export class RunFolderLock {
     // The claim is written whole first, so that a reader never sees a half-written owner.
     const claim = join(dir, `.${LOCK_FILE}.claim-${me.id}`);
     await writeFile(claim, `${JSON.stringify(me)}\n`);
+    // Counted as held from now on: between publishing the lock and returning, this acquisition
+    // is a lock of this pid that another acquisition in this process must not take for stale.
+    heldHere.add(me.id);
+    try {
+      return await RunFolderLock.publish(dir, path, claim, me, onLost);
+    } catch (error) {
+      heldHere.delete(me.id);
+      throw error;
+    }
+  }
+
+  /** Makes the written claim the folder's lock: a new one, or a stale one's replacement. */
+  private static async publish(
+    dir: string,
+    path: string,
+    claim: string,
+    me: LockOwner,
+    onLost: (current: LockOwner | undefined) => void,
+  ): Promise<RunFolderLock> {
     try {
       for (;;) {
         if (await linkIfAbsent(claim, path)) break;
