@@ -23,6 +23,7 @@ import { log } from '../shared/logging/logger.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
 import type { ServiceRegistrar } from '../shared/transport/grpc-server.js';
 import { refuseCall } from '../shared/transport/refuse-call.js';
+import { probeTcp } from '../shared/transport/tcp-probe.js';
 import type { ControlCall } from './control-channel.js';
 import { type Admission, JoinRefusal, type Membership } from './membership.js';
 
@@ -42,7 +43,12 @@ export interface CoordinatorServiceOptions {
   partBytes: number;
   /** A Control stream was accepted for `admission` (the caller takes the stream over). */
   onAttach(admission: Admission, call: ControlCall): void;
+  /** `admission`'s worker never opened its Control stream (`why`); its rank is free again. */
+  onExpired(admission: Admission, why: string): void;
 }
+
+/** How long the liveness probe of a worker that joined but opened no Control stream waits. */
+const PENDING_PROBE_MS = 1000;
 
 /**
  * The coordinator's gRPC service: Join and the Control hello go to the Membership (which
@@ -60,7 +66,7 @@ export class CoordinatorService implements ServiceRegistrar {
   addToServer(server: Server): void {
     server.addService(CoordinatorServiceService, {
       join: (call: ServerUnaryCall<JoinRequest, JoinResponse>, done: sendUnaryData<JoinResponse>) =>
-        this.join(call.request, done),
+        void this.join(call.request, done),
       control: (call: ControlCall) => this.control(call),
       fetchSamples: (
         call: ServerUnaryCall<FetchSamplesRequest, FetchSamplesResponse>,
@@ -72,12 +78,11 @@ export class CoordinatorService implements ServiceRegistrar {
     });
   }
 
-  private join(req: JoinRequest, done: sendUnaryData<JoinResponse>): void {
-    const { membership } = this.opts;
+  private async join(req: JoinRequest, done: sendUnaryData<JoinResponse>): Promise<void> {
     const who = `worker ${req.workerId || '(no id)'} at ${req.peerAddress || '(no address)'}`;
     let admission: Admission;
     try {
-      admission = membership.admit(req);
+      admission = await this.admit(req);
     } catch (error) {
       if (!(error instanceof JoinRefusal)) throw error;
       log().warn({ code: status[error.code] }, `refused ${who}: ${error.message}`);
@@ -87,13 +92,14 @@ export class CoordinatorService implements ServiceRegistrar {
     const device = req.device ? ` on ${req.device.backend}, ${req.device.device}` : '';
     log().info({ rank: admission.rank }, `${who} joined as rank ${admission.rank}${device}`);
     // A worker that never opens its Control stream must not hold its rank for ever.
-    setTimeout(() => {
-      if (membership.expire(admission.rank, admission.sessionId)) {
-        log().warn(
-          `rank ${admission.rank} (${req.workerId}) opened no control stream; its rank is free again`,
-        );
-      }
-    }, this.opts.helloTimeoutMs).unref();
+    setTimeout(
+      () =>
+        this.expire(
+          admission,
+          `opened no control stream within ${this.opts.helloTimeoutMs / 1000} s of joining`,
+        ),
+      this.opts.helloTimeoutMs,
+    ).unref();
     done(null, {
       rank: admission.rank,
       worldSize: this.opts.worldSize,
@@ -101,6 +107,48 @@ export class CoordinatorService implements ServiceRegistrar {
       config: this.opts.runConfig,
       credential: admission.credential,
     });
+  }
+
+  /**
+   * Admits `req` (see Membership.admit). A worker opens its Control stream right after its Join;
+   * one that died in between (a pod in a crash loop) would hold its rank until the hello
+   * deadline, and its replacement would be refused meanwhile. So a refusal for want of a rank
+   * first probes the peer port of every admission still without a Control stream: those whose
+   * process is gone are freed, and the Join is tried once more. One whose peer address is the
+   * joining worker's is gone without a probe (its container restarted in place: the address
+   * now answers for its successor).
+   */
+  private async admit(req: JoinRequest): Promise<Admission> {
+    const { membership } = this.opts;
+    try {
+      return membership.admit(req);
+    } catch (error) {
+      if (!(error instanceof JoinRefusal && error.heldByAnother)) throw error;
+      const pending = membership.pending;
+      const causes = await Promise.all(
+        pending.map((a) =>
+          a.peerAddress === req.peerAddress
+            ? `${a.peerAddress} is the address of the worker joining now`
+            : probeTcp(a.peerAddress, PENDING_PROBE_MS),
+        ),
+      );
+      let freed = false;
+      pending.forEach((a, i) => {
+        const cause = causes[i];
+        if (cause) freed = this.expire(a, `is gone since joining: ${cause}`) || freed;
+      });
+      if (!freed) throw error;
+      return membership.admit(req);
+    }
+  }
+
+  /** Frees a pending admission's rank (if it is still pending); returns whether it did. */
+  private expire(admission: Admission, why: string): boolean {
+    if (!this.opts.membership.expire(admission.rank, admission.sessionId)) return false;
+    const label = `rank ${admission.rank} (${admission.workerId})`;
+    log().warn({ rank: admission.rank }, `${label} ${why}; its rank is free again`);
+    this.opts.onExpired(admission, `${label} ${why}`);
+    return true;
   }
 
   private control(call: ControlCall): void {

@@ -136,10 +136,12 @@ export class Coordinator implements ChannelEvents {
       runConfig: settings,
       data,
       checkpoint: resumeFrom && { weights: resumeFrom.weights, optimizer: resumeFrom.optimizer },
-      helloTimeoutMs: Math.min(opts.joinTimeoutMs, 60_000),
+      // A worker opens its Control stream right after its Join: a step's deadline is plenty.
+      helloTimeoutMs: Math.min(opts.stepTimeoutMs, opts.joinTimeoutMs, 60_000),
       writeTimeoutMs: opts.stepTimeoutMs,
       partBytes: DEFAULT_PART_BYTES,
       onAttach: (admission, call) => coordinator?.attach(admission, call),
+      onExpired: (_admission, why) => coordinator?.expired(why),
     });
     const generationCredential = new GenerationCredential();
     const server = await startGrpcServer({
@@ -271,6 +273,11 @@ export class Coordinator implements ChannelEvents {
     }
     channel.stop(error.message);
     this.leave(channel, error.message);
+  }
+
+  /** A worker joined but died before opening its Control stream (see CoordinatorService). */
+  expired(why: string): void {
+    if (this.started) this.group.lostBeforeAdmission(why);
   }
 
   heard(channel: ControlChannel, activity: string): void {

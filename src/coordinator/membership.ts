@@ -10,6 +10,8 @@ export class JoinRefusal extends UserError {
   constructor(
     message: string,
     readonly code: status,
+    /** Refused for want of a rank or for its worker id: a dead admission may be holding it. */
+    readonly heldByAnother = false,
   ) {
     super(message, 3);
   }
@@ -87,7 +89,8 @@ export class Membership {
    */
   admit(req: JoinRequest): Admission {
     const { rules } = this;
-    const refuse = (code: status, message: string) => new JoinRefusal(message, code);
+    const refuse = (code: status, message: string, held = false) =>
+      new JoinRefusal(message, code, held);
     if (req.protocolVersion !== rules.protocolVersion) {
       throw refuse(
         status.FAILED_PRECONDITION,
@@ -116,6 +119,7 @@ export class Membership {
       throw refuse(
         status.ALREADY_EXISTS,
         `worker id ${req.workerId} has already joined (as rank ${same.rank})`,
+        true,
       );
     }
     const limit = this.current === 'admitting' ? rules.worldSize : this.maxWorkers;
@@ -123,6 +127,7 @@ export class Membership {
       throw refuse(
         status.RESOURCE_EXHAUSTED,
         `the world is full: all ${limit} ranks are taken${this.current === 'admitting' ? '' : ' (--max-workers) and the run has started'}`,
+        this.current !== 'stopped',
       );
     }
     const rank = this.chooseRank(req.requestedRank, refuse);
@@ -182,6 +187,11 @@ export class Membership {
     return this.current === 'admitting' ? 'freed' : 'lost';
   }
 
+  /** Admissions whose Control stream has not opened yet (just joined, or died since). */
+  get pending(): Admission[] {
+    return this.admissions.filter((a) => !a.attached);
+  }
+
   /**
    * Frees the rank of an admission whose Control stream never opened (the worker died between
    * Join and Control). Returns whether it was freed.
@@ -230,7 +240,7 @@ export class Membership {
 
   private chooseRank(
     requested: number | undefined,
-    refuse: (code: status, message: string) => JoinRefusal,
+    refuse: (code: status, message: string, held?: boolean) => JoinRefusal,
   ): number {
     const worldSize = this.maxWorkers;
     if (requested === undefined) {
@@ -247,6 +257,7 @@ export class Membership {
       throw refuse(
         status.ALREADY_EXISTS,
         `rank ${requested} was asked for, but worker ${holder.workerId} holds it`,
+        true,
       );
     }
     return requested;

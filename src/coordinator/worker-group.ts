@@ -211,18 +211,33 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
   takeLosses(): { change: MembershipChange | undefined; lost: number[]; since: number } {
     const taken = { change: this.change, lost: this.lostRanks.splice(0), since: this.changeSince };
     if (taken.change) {
-      this.restarts++;
-      const max = this.opts.limits.maxRestarts;
-      if (this.restarts > max) {
-        throw new RunFailure(
-          max === 0
-            ? `${taken.change.why} (the run does not survive a lost worker: --max-restarts is 0)`
-            : `${taken.change.why}; that is membership change ${this.restarts}, over --max-restarts ${max}`,
-        );
-      }
+      const failure = this.countRestart(taken.change.why);
+      if (failure) throw failure;
     }
     this.changeSince = 0;
     return taken;
+  }
+
+  /**
+   * A worker admitted into the running job was lost before a step boundary took it in (it
+   * died after its Join, or after opening its Control stream): a crash loop, which counts
+   * against --max-restarts like a lost member.
+   */
+  lostBeforeAdmission(why: string): void {
+    const failure = this.countRestart(`${why} before it was admitted`);
+    if (failure) this.fail(failure);
+  }
+
+  /** Counts one more membership change; past --max-restarts, the run's failure. */
+  private countRestart(why: string): RunFailure | undefined {
+    this.restarts++;
+    const max = this.opts.limits.maxRestarts;
+    if (this.restarts <= max) return undefined;
+    return new RunFailure(
+      max === 0
+        ? `${why} (the run does not survive a lost worker: --max-restarts is 0)`
+        : `${why}; that is membership change ${this.restarts}, over --max-restarts ${max}`,
+    );
   }
 
   /**
@@ -386,6 +401,7 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
     this.release(channel, stopWith);
     if (!member) {
       log().warn({ rank: channel.rank }, `${why} before it was admitted`);
+      this.lostBeforeAdmission(why);
       return;
     }
     if (channel.leavingReason !== undefined) {

@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { connect } from 'node:net';
+import { probeTcp, splitAddress } from '../shared/transport/tcp-probe.js';
 
 /** How long the TCP probe of unreachableCause waits for an answer. */
 const PROBE_TIMEOUT_MS = 2000;
@@ -11,32 +11,15 @@ const PROBE_TIMEOUT_MS = 2000;
  * (ECONNREFUSED)", ... Never throws.
  */
 export async function unreachableCause(address: string): Promise<string> {
-  const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(address);
-  if (!match) return `"${address}" is not HOST:PORT`;
-  const [, host, port] = match;
+  const target = splitAddress(address);
+  if (!target) return `"${address}" is not HOST:PORT`;
   try {
-    await lookup(host);
+    await lookup(target.host);
   } catch (error) {
-    return `the name ${host} does not resolve (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+    return `the name ${target.host} does not resolve (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
   }
-  return new Promise((resolve) => {
-    const socket = connect({ host, port: Number(port) });
-    const done = (cause: string) => {
-      socket.destroy();
-      resolve(cause);
-    };
-    socket.setTimeout(PROBE_TIMEOUT_MS, () =>
-      done(`${address} does not answer (no TCP connection within ${PROBE_TIMEOUT_MS} ms)`),
-    );
-    socket.once('connect', () =>
-      done(`${address} accepts TCP connections but not this gRPC channel (TLS on one side only?)`),
-    );
-    socket.once('error', (error: NodeJS.ErrnoException) =>
-      done(
-        error.code === 'ECONNREFUSED'
-          ? `nothing listens on ${address} (ECONNREFUSED)`
-          : `${address}: ${error.code ?? error.message}`,
-      ),
-    );
-  });
+  return (
+    (await probeTcp(address, PROBE_TIMEOUT_MS)) ??
+    `${address} accepts TCP connections but not this gRPC channel (TLS on one side only?)`
+  );
 }

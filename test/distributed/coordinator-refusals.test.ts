@@ -2,7 +2,9 @@
 // run with the promised gRPC status and a message saying what differs, and keeps serving;
 // when the world does not form within --join-timeout it exits with a clear error.
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { type ServiceError, status } from '@grpc/grpc-js';
@@ -36,6 +38,9 @@ let architecture: string;
 let session0: string;
 /** The credential Join issued to rank 0. */
 let credential0: string;
+let coordinatorStderr = '';
+/** What the coordinator logged so far (JSON lines). */
+const coordinatorLog = () => coordinatorStderr;
 
 /** A real coordinator of a 2-worker lenet5 run whose world never forms unless a test joins. */
 function startCoordinator(joinTimeoutS: number, out: string): ChildProcessWithoutNullStreams {
@@ -72,17 +77,38 @@ beforeAll(async () => {
   work = await mkdtemp(joinPath(tmpdir(), 'ddp-refusals-'));
   architecture = (await modelFingerprints('lenet5')).architecture;
   coordinator = startCoordinator(LONG_JOIN_TIMEOUT_S, joinPath(work, 'refusals'));
+  coordinator.stderr.on('data', (d) => (coordinatorStderr += d));
   port = await listeningPort(coordinator);
   client = coordinatorClient(port);
 }, 120_000);
 
 afterAll(async () => {
   client?.close();
+  for (const peer of peers) peer.close();
   if (coordinator?.exitCode === null) coordinator.kill('SIGKILL');
   if (work) await rm(work, { recursive: true, force: true });
 });
 
 const good = (fields = {}) => joinRequest({ architectureFingerprint: architecture, ...fields });
+
+/**
+ * The addresses of live servers standing in for the workers' peer servers: a join refused for
+ * want of a rank probes the peer address of each worker that joined but opened no Control
+ * stream, and frees the rank of one whose address does not answer.
+ */
+const peers: Server[] = [];
+async function livePeer(): Promise<{ address: string; close(): Promise<void> }> {
+  const server = createServer().listen(0, '127.0.0.1');
+  peers.push(server);
+  await once(server, 'listening');
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
 
 function refusal(error: ServiceError | undefined): [string, string] {
   return [status[error?.code ?? status.OK], error?.details ?? ''];
@@ -134,7 +160,11 @@ describe('Join', () => {
   });
 
   it('admits a worker with its rank and the run configuration, and refuses the same worker twice', async () => {
-    const first = await join(client, good({ workerId: 'worker-a' }), TOKEN);
+    const first = await join(
+      client,
+      good({ workerId: 'worker-a', peerAddress: (await livePeer()).address }),
+      TOKEN,
+    );
     expect(first.response).toMatchObject({
       rank: 0,
       worldSize: 2,
@@ -144,7 +174,8 @@ describe('Join', () => {
     credential0 = first.response?.credential ?? '';
     expect(credential0).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(credential0).not.toBe(TOKEN);
-    const again = await join(client, good({ workerId: 'worker-a' }), TOKEN);
+    const elsewhere = (await livePeer()).address;
+    const again = await join(client, good({ workerId: 'worker-a', peerAddress: elsewhere }), TOKEN);
     expect(refusal(again.error)).toEqual([
       'ALREADY_EXISTS',
       'worker id worker-a has already joined (as rank 0)',
@@ -213,12 +244,38 @@ describe('Control, FetchSamples and FetchCheckpoint', () => {
     expect(status[code]).toBe('NOT_FOUND');
   });
 
-  it('refuses a join once every rank is taken, with RESOURCE_EXHAUSTED', async () => {
-    expect((await join(client, good({ workerId: 'worker-b' }), TOKEN)).response?.rank).toBe(1);
-    expect(refusal((await join(client, good({ workerId: 'worker-c' }), TOKEN)).error)).toEqual([
+  it('refuses a join once every rank is taken, with RESOURCE_EXHAUSTED, unless a holder died since its join', async () => {
+    // worker-b's process dies after its Join, before its Control stream: its server closes.
+    const b = await livePeer();
+    const c = await livePeer();
+    expect(
+      (await join(client, good({ workerId: 'worker-b', peerAddress: b.address }), TOKEN)).response
+        ?.rank,
+    ).toBe(1);
+    const joinC = () => join(client, good({ workerId: 'worker-c', peerAddress: c.address }), TOKEN);
+    expect(refusal((await joinC()).error)).toEqual([
       'RESOURCE_EXHAUSTED',
       'the world is full: all 2 ranks are taken',
     ]);
+    await b.close();
+    expect((await joinC()).response?.rank).toBe(1);
+    expect(coordinatorLog()).toContain(
+      `rank 1 (worker-b) is gone since joining: nothing listens on ${b.address} (ECONNREFUSED); its rank is free again`,
+    );
+    // worker-a and worker-c answer: a fourth is refused.
+    const d = await livePeer();
+    const joinD = await join(client, good({ workerId: 'worker-d', peerAddress: d.address }), TOKEN);
+    expect(refusal(joinD.error)[0]).toBe('RESOURCE_EXHAUSTED');
+    // worker-c's container restarts in place: same address, another process and worker id.
+    const again = await join(
+      client,
+      good({ workerId: 'worker-c2', peerAddress: c.address, requestedRank: 1 }),
+      TOKEN,
+    );
+    expect(again.response?.rank).toBe(1);
+    expect(coordinatorLog()).toContain(
+      `rank 1 (worker-c) is gone since joining: ${c.address} is the address of the worker joining now; its rank is free again`,
+    );
   });
 
   it('kept serving through all of it (health SERVING)', async () => {
