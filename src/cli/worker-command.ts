@@ -4,6 +4,7 @@ import { exitWithParent, launchedByParent } from '../coordinator/local-workers.j
 import type { BackendRequest } from '../shared/backend/select-backend.js';
 import { WORKER_COMMAND_FLAGS } from '../shared/config/command-flags.js';
 import { loadSecurity } from '../shared/distributed/security.js';
+import { signalExitCode } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { exitAfterLinger, gracefulStop } from '../shared/process/graceful-stop.js';
 import { runWorker } from '../worker/worker.js';
@@ -11,7 +12,7 @@ import { addFlags, readFlags } from './flag-options.js';
 
 /**
  * `tfjs-ddp worker`: one data-parallel replica. Joins the coordinator, trains what it is told,
- * exits 0 when the run completes. Every flag can also be set by its TFJS_DDP_* variable.
+ * exits 0 when the run completes (143 after leaving it on SIGTERM). Every flag can also be set by its TFJS_DDP_* variable.
  */
 export function registerWorkerCommand(program: Command): void {
   const command = program
@@ -40,6 +41,10 @@ export function registerWorkerCommand(program: Command): void {
         security,
         signal: stop.signal,
       });
+      // A worker that left on a signal did not complete its part: it exits with the signal's
+      // code, so that a supervisor replaces it (a Kubernetes Indexed Job counts an index whose
+      // pod exits 0 as done, and would never bring the worker back).
+      if (stop.signal.aborted) process.exitCode = signalExitCode(String(stop.signal.reason));
     } finally {
       stop.dispose();
       // Stop watching the launcher.
