@@ -237,10 +237,15 @@ export class Coordinator implements ChannelEvents {
     }
   }
 
-  /** Fails the run with `reason` (the first failure wins). */
+  /**
+   * Fails the run with `reason` (the first failure wins). The launcher calls it when a worker
+   * process dies past its restarts; when this coordinator has already seen that loss (the
+   * worker's stream ended first), its own account, which says what the worker was doing, is
+   * the one told.
+   */
   abort(reason: string): void {
     const error = new RunFailure(reason);
-    if (this.started) this.group.fail(error);
+    if (this.started) this.group.fail(this.group.lossInProgress ?? error);
     else this.worldFailed?.(error);
   }
 

@@ -284,6 +284,11 @@ export class WorkerGroup implements ReplicaGroup, ChannelEvents {
     this.opts.release(channel);
   }
 
+  /** A member lost in the current generation, not yet handled by reform(): the run's failure it would be. */
+  get lossInProgress(): RunFailure | undefined {
+    return this.change && this.lostRanks.length > 0 ? new RunFailure(this.change.why) : undefined;
+  }
+
   /** The run's failure, once it has one. */
   get error(): RunFailure | undefined {
     return this.failure;
