@@ -1,13 +1,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IJob } from 'kubernetes-models/batch/v1';
 import type { IContainer, ISecret, IService } from 'kubernetes-models/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCifarTarball, startServer } from '../helpers/tarball-server.js';
 import { entrypoint, envOf, parseDockerfile } from './dockerfile-model.js';
+import { JobController } from './job-controller.js';
 import {
   type LocalCommand,
   type LocalImage,
@@ -32,7 +33,13 @@ import { find, type KObject, podOf, ROOT, readManifest, render } from './render.
 //  - the run's length and data: TFJS_DDP_STEPS=3 instead of TFJS_DDP_EPOCHS, a validation
 //    split that fits the small data set (TFJS_DDP_VAL_SIZE);
 //  - the data: fetch-data downloads from a local HTTP server serving a small synthetic
-//    CIFAR-10 archive, through the mirror variables TFJS_DDP_CIFAR10_URL / _MD5.
+//    CIFAR-10 archive, through the mirror variables TFJS_DDP_CIFAR10_URL / _MD5;
+//  - the run killed twice: STEPS steps, a checkpoint every 5 (TFJS_DDP_CHECKPOINT_EVERY),
+//    in a folder of its own on the runs volume (TFJS_DDP_OUT).
+//
+// Killing a pod is SIGKILL of its main process; what follows is the Job controller's decision
+// for that exit (job-controller.ts, from the Job's podFailurePolicy and backoff limits), and a
+// replacement is a new pod of the same index: the same manifest, fresh emptyDirs.
 
 const MAIN = join(ROOT, 'dist/src/cli/main.js');
 let work: string;
@@ -156,53 +163,60 @@ function expectSuccess(run: Started, code: number | null) {
   expect(code, `${run.name} exited ${code}; its output:\n${run.output().slice(-4000)}`).toBe(0);
 }
 
+/** A pod of a Job, started as local processes: its init containers to success, then its main one. */
+async function startPod(
+  job: IJob,
+  index: number,
+  ports: { coordinator: number; peer?: number },
+  opts: { podDns?: string; env?: Record<string, string>; whileWaiting?: Started } = {},
+): Promise<{ main: Started; command: LocalCommand }> {
+  const pod = podOf(job).spec;
+  const role = job.metadata?.name === 'tfjs-ddp-worker' ? `worker-${index}` : 'coordinator';
+  const commandFor = async (container: IContainer, podDns?: string) => {
+    const command = localOverrides(await commandOf(job, index, container), ports, podDns);
+    Object.assign(command.env, opts.env);
+    return command;
+  };
+  for (const init of pod.initContainers ?? []) {
+    const run = start(`${role}/${init.name}`, await commandFor(init));
+    started.push(run);
+    const waits = [finish(run, 30), ...(opts.whileWaiting ? [failOnExit(opts.whileWaiting)] : [])];
+    expectSuccess(run, await Promise.race(waits));
+  }
+  const command = await commandFor(pod.containers[0], opts.podDns);
+  const main = start(role, command);
+  started.push(main);
+  return { main, command };
+}
+
+function workerDns(index: number): string {
+  const workerJob = find<IJob>(objects, 'Job', 'tfjs-ddp-worker');
+  return `tfjs-ddp-worker-${index}.${podOf(workerJob).spec.subdomain}.default.svc`;
+}
+
 describe('the cpu overlay, run as local processes', () => {
   it('fetches the data, forms the ring through the Services and trains to exit code 0', async () => {
     const coordinatorJob = find<IJob>(objects, 'Job', 'tfjs-ddp-coordinator');
     const workerJob = find<IJob>(objects, 'Job', 'tfjs-ddp-worker');
-    const coordinatorPod = podOf(coordinatorJob).spec;
-    const workerPod = podOf(workerJob).spec;
     const ports = { coordinator: await freePort() };
-
-    for (const init of coordinatorPod.initContainers ?? []) {
-      const command = localOverrides(await commandOf(coordinatorJob, 0, init), ports);
-      const run = start(`coordinator/${init.name}`, command);
-      started.push(run);
-      expectSuccess(run, await finish(run, 30));
-    }
-    // fetch-data installed the archive's batches where the coordinator reads them.
-    const dataDir = (await commandOf(coordinatorJob, 0, coordinatorPod.containers[0])).env
-      .TFJS_DDP_DATA;
-    expect(existsSync(join(dataDir, 'data_batch_5.bin'))).toBe(true);
-    const coordinatorMain = localOverrides(
-      await commandOf(coordinatorJob, 0, coordinatorPod.containers[0]),
+    const { main: coordinator, command: coordinatorMain } = await startPod(
+      coordinatorJob,
+      0,
       ports,
     );
-    const coordinator = start('coordinator', coordinatorMain);
-    started.push(coordinator);
+    // fetch-data installed the archive's batches where the coordinator reads them.
+    expect(existsSync(join(coordinatorMain.env.TFJS_DDP_DATA, 'data_batch_5.bin'))).toBe(true);
 
     const worldSize = Number(coordinatorMain.env.TFJS_DDP_WORLD_SIZE);
     expect(workerJob.spec?.parallelism).toBe(worldSize);
     const workers = await Promise.all(
       Array.from({ length: worldSize }, async (_, index) => {
         const peer = { ...ports, peer: await freePort() };
-        const dns = `tfjs-ddp-worker-${index}.${workerPod.subdomain}.default.svc`;
-        for (const init of workerPod.initContainers ?? []) {
-          const run = start(
-            `worker-${index}/${init.name}`,
-            localOverrides(await commandOf(workerJob, index, init), peer),
-          );
-          started.push(run);
-          expectSuccess(run, await Promise.race([finish(run, 30), failOnExit(coordinator)]));
-        }
-        const main = localOverrides(
-          await commandOf(workerJob, index, workerPod.containers[0]),
-          peer,
-          dns,
-        );
-        const run = start(`worker-${index}`, main);
-        started.push(run);
-        return run;
+        const pod = await startPod(workerJob, index, peer, {
+          podDns: workerDns(index),
+          whileWaiting: coordinator,
+        });
+        return pod.main;
       }),
     );
     for (const run of [coordinator, ...workers]) expectSuccess(run, await finish(run, 90));
@@ -213,4 +227,121 @@ describe('the cpu overlay, run as local processes', () => {
     expect(metrics.length).toBeGreaterThan(0);
     expect(existsSync(join(runDir, 'model', 'model.json'))).toBe(true);
   }, 150_000);
+
+  it('goes on when a worker pod and then the coordinator pod are killed and their Jobs replace them', async () => {
+    const coordinatorJob = find<IJob>(objects, 'Job', 'tfjs-ddp-coordinator');
+    const workerJob = find<IJob>(objects, 'Job', 'tfjs-ddp-worker');
+    const ports = { coordinator: await freePort() };
+    // A run long enough to be disturbed twice, in a folder of its own on the runs volume, with
+    // a checkpoint every few steps for the replaced coordinator to resume from.
+    const runDir = join(volumeRoot('pvc', 'tfjs-ddp-runs'), 'killed-pods');
+    const env = {
+      TFJS_DDP_STEPS: String(STEPS),
+      TFJS_DDP_CHECKPOINT_EVERY: '5',
+      TFJS_DDP_OUT: runDir,
+    };
+    const first = await startPod(coordinatorJob, 0, ports, { env });
+    const workerPod = async (index: number, whileWaiting: Started) =>
+      (
+        await startPod(
+          workerJob,
+          index,
+          { ...ports, peer: await freePort() },
+          {
+            podDns: workerDns(index),
+            env,
+            whileWaiting,
+          },
+        )
+      ).main;
+    const worker0 = await workerPod(0, first.main);
+    const worker1 = await workerPod(1, first.main);
+    const progress = new RunProgress(runDir, [first.main, worker0, worker1]);
+
+    // The worker pod of index 1 is killed (its node is gone): SIGKILL, exit code 137.
+    await progress.until((m) => m.some((r) => r.type === 'step' && r.step >= 3));
+    progress.forget(worker1);
+    const killedWorker = await kill(worker1);
+    expect(new JobController(workerJob).decide(1, { exitCode: killedWorker })).toBe('replace');
+    await progress.until((m) => m.some((r) => r.type === 'membership' && r.lost.length === 1));
+    // The Job's replacement pod for index 1 joins the running job.
+    const replacement = await workerPod(1, first.main);
+    progress.watch(replacement);
+    await progress.until((m) => m.some((r) => r.type === 'membership' && r.joined.length === 1));
+
+    // The coordinator pod is killed: its Job starts a new pod with the same command, on the
+    // same runs volume and behind the same Service port; the workers wait for it.
+    progress.forget(first.main);
+    const killedCoordinator = await kill(first.main);
+    expect(new JobController(coordinatorJob).decide(0, { exitCode: killedCoordinator })).toBe(
+      'replace',
+    );
+    const second = await startPod(coordinatorJob, 0, ports, { env });
+    progress.watch(second.main);
+
+    for (const run of [second.main, worker0, replacement])
+      expectSuccess(run, await finish(run, 120));
+    const metrics = await progress.records();
+    const steps = metrics.filter((r) => r.type === 'step').map((r) => r.step);
+    expect(Math.max(...steps)).toBe(STEPS);
+    expect(second.main.output()).toMatch(
+      /the coordinator restarted; (all 2 workers kept the same state after step \d+|every worker loads the checkpoint after step \d+)/,
+    );
+    expect(existsSync(join(runDir, 'model', 'model.json'))).toBe(true);
+  }, 240_000);
 });
+
+/** Steps of the disturbed run: enough to outlast a worker's and a coordinator's restart. */
+const STEPS = 120;
+
+/** A local "pod" killed as a lost node kills it; resolves with the exit code Kubernetes reports. */
+async function kill(run: Started): Promise<number> {
+  run.child.kill('SIGKILL');
+  await run.exit;
+  return 128 + constants.signals.SIGKILL;
+}
+
+type MetricsLine = { type: string; step: number; lost: number[]; joined: number[] };
+
+/** The run's metrics.jsonl as it grows; a wait fails early when a watched process exits. */
+class RunProgress {
+  private readonly watched: Started[] = [];
+
+  constructor(
+    private readonly runDir: string,
+    processes: Started[],
+  ) {
+    for (const p of processes) this.watch(p);
+  }
+
+  watch(run: Started): void {
+    this.watched.push(run);
+  }
+
+  /** `run` is about to be killed: its exit is expected. */
+  forget(run: Started): void {
+    this.watched.splice(this.watched.indexOf(run), 1);
+  }
+
+  async records(): Promise<MetricsLine[]> {
+    const text = await readFile(join(this.runDir, 'metrics.jsonl'), 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as MetricsLine);
+  }
+
+  /** Polls until `done` holds for the records; fails if a watched process exits meanwhile. */
+  async until(done: (records: MetricsLine[]) => boolean): Promise<void> {
+    for (;;) {
+      if (done(await this.records())) return;
+      const exited = this.watched.find((p) => p.child.exitCode !== null || p.child.signalCode);
+      if (exited) {
+        throw new Error(
+          `${exited.name} exited (${exited.child.exitCode ?? exited.child.signalCode}) while waiting; its output:\n${exited.output().slice(-4000)}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
