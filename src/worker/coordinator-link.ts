@@ -23,6 +23,7 @@ import { Interrupted, UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
 import { channelOptions, DEFAULT_GRPC_SETTINGS } from '../shared/transport/grpc-settings.js';
+import { StallWatch } from './stall-watch.js';
 import { unreachableCause } from './unreachable-cause.js';
 
 export type Command = NonNullable<ControlResponse['kind']>;
@@ -74,6 +75,8 @@ export class CoordinatorLink {
   private readonly commitWaiters: { step: number; resolve: (commit: boolean) => void }[] = [];
   /** Called as soon as a new Membership arrives, before the commands ahead of it are done. */
   onMembership: (() => void) | undefined;
+  /** How long this process stood still while its Control stream was open (see lostOrDropped). */
+  private stalls: StallWatch | undefined;
 
   private constructor(
     private client: CoordinatorServiceClient,
@@ -170,10 +173,11 @@ export class CoordinatorLink {
     call.on('data', (message: ControlResponse) => {
       if (message.kind) this.push(message.kind);
     });
+    this.stalls = new StallWatch();
     call.on('error', (error: ServiceError) =>
       this.end(
         error.code === status.UNAVAILABLE
-          ? new CoordinatorLost(
+          ? this.lostOrDropped(
               `lost the coordinator at ${this.address}: ${error.details || error.message}`,
             )
           : refusal(error, `the control stream to the coordinator at ${this.address} failed`),
@@ -181,7 +185,7 @@ export class CoordinatorLink {
     );
     // A Stop comes before a deliberate end: an end without one is a coordinator gone.
     call.on('end', () =>
-      this.end(new CoordinatorLost(`the coordinator at ${this.address} closed the control stream`)),
+      this.end(this.lostOrDropped(`the coordinator at ${this.address} closed the control stream`)),
     );
     call.write({ kind: { $case: 'hello', value: { rank, sessionId } } });
   }
@@ -287,6 +291,7 @@ export class CoordinatorLink {
 
   /** Half-closes the control stream and the channel. */
   close(): void {
+    this.stalls?.stop();
     this.ended ??= new CoordinatorError('the link to the coordinator is closed');
     try {
       this.call?.end();
@@ -332,6 +337,21 @@ export class CoordinatorLink {
       this.commitWaiters.splice(this.commitWaiters.indexOf(waiter), 1);
       waiter.resolve(!abandoned);
     }
+  }
+
+  /**
+   * The Control stream ended without a Stop: the coordinator is gone (CoordinatorLost: keep the
+   * replica and ask to rejoin), unless this process stood still past the step timeout, in which
+   * case the coordinator dropped it long ago (its Stop may have been lost with the connection)
+   * and the replica is stale: the worker ends, and its supervisor starts a fresh one.
+   */
+  private lostOrDropped(message: string): CoordinatorError {
+    const stalledMs = this.stalls?.longestMs ?? 0;
+    if (stalledMs <= this.timeoutMs) return new CoordinatorLost(message);
+    return new CoordinatorError(
+      `${message}, after this process stood still for ${Math.round(stalledMs / 1000)} s (stopped, or starved of CPU), ` +
+        `past the --step-timeout of ${this.timeoutMs / 1000} s: the coordinator has dropped it from the run`,
+    );
   }
 
   private end(error: Error): void {

@@ -89,7 +89,15 @@ describe('a stalled worker (SIGSTOP)', () => {
     expect((Date.now() - finishedAt) / 1000).toBeLessThan(25);
     expect(run.stepsDone()).toBe(40);
     expect(isAlive(stalled.child.pid as number)).toBe(true);
-    stalled.child.kill('SIGKILL');
+    // Continued after the run: its coordinator is gone, but so is its place in the run. It
+    // ends at once rather than asking to rejoin for --coordinator-grace (60 s).
+    stalled.child.kill('SIGCONT');
+    const continuedAt = Date.now();
+    expect(await stalled.exited, stalled.stderr().slice(-3000)).toBe(3);
+    expect((Date.now() - continuedAt) / 1000).toBeLessThan(10);
+    expect(errorLines(stalled.stderr()).at(-1)).toMatch(
+      /after this process stood still for \d+ s \(stopped, or starved of CPU\), past the --step-timeout of 3 s: the coordinator has dropped it from the run$/,
+    );
   }, 120_000);
 });
 
