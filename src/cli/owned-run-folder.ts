@@ -92,7 +92,10 @@ export class OwnedRunFolder {
     const out = command.getOptionValue('out') as string | undefined;
     const runDir = await createRunDir(model, out);
     this.lock ??= await RunFolderLock.acquire(runDir);
-    await removeEarlierRecords(runDir);
+    // With --resume auto, the earlier run may be this one, restarted before its first
+    // checkpoint: its workers may still hold its state (see restartPoint), and its metrics
+    // are trimmed to where it goes on once that is known (trainWorld).
+    await removeEarlierRecords(runDir, command.getOptionValue('resume') === RESUME_AUTO);
     log().info({ runDir }, `run folder: ${runDir}`);
     await saveRunFlags(runDir, command);
     try {
@@ -119,8 +122,10 @@ export class OwnedRunFolder {
  * was killed before its first): its records are removed, so that the new run's metrics are
  * not appended to the old one's.
  */
-async function removeEarlierRecords(runDir: string): Promise<void> {
-  const earlier = [METRICS_FILE, TRACE_FILE].filter((name) => existsSync(join(runDir, name)));
+async function removeEarlierRecords(runDir: string, keepMetrics: boolean): Promise<void> {
+  const earlier = (keepMetrics ? [TRACE_FILE] : [METRICS_FILE, TRACE_FILE]).filter((name) =>
+    existsSync(join(runDir, name)),
+  );
   if (earlier.length === 0) return;
   for (const name of earlier) await rm(join(runDir, name), { force: true });
   log().info(

@@ -197,9 +197,7 @@ export class Coordinator implements ChannelEvents {
           config: opts.config,
           prepared: run,
           resumeFrom: opts.resumeFrom,
-          restart:
-            opts.resumeFrom &&
-            restartPoint(membership.admissions, opts.resumeFrom.step, run.plan.totalSteps),
+          restart: restartPoint(membership.admissions, opts.resumeFrom?.step, run.plan.totalSteps),
           checkpointEvery: opts.checkpointEvery,
           fingerprintEvery: opts.fingerprintEvery,
           allReduce: { mode: opts.allReduce, compression: opts.compression },

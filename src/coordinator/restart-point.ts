@@ -1,4 +1,5 @@
 import type { Admission } from './membership.js';
+import { RunFailure } from './run-failure.js';
 
 /** Where a resumed run goes on: from the state its workers kept, or from its checkpoint. */
 export interface RestartPoint {
@@ -13,7 +14,8 @@ export interface RestartPoint {
 }
 
 /**
- * A coordinator restarted on its run folder (--resume) decides where the run goes on. The
+ * A coordinator restarted on its run folder (--resume, or --resume auto before the first
+ * checkpoint: `checkpointStep` undefined) decides where the run goes on. The
  * workers that lost the previous coordinator kept their replicas (see runWorker): when every
  * one of them reports the same committed step, at or after the checkpoint's and before the
  * end, with the same weights, that state is newer than the checkpoint and every replica
@@ -23,18 +25,26 @@ export interface RestartPoint {
  */
 export function restartPoint(
   world: readonly Admission[],
-  checkpointStep: number,
+  checkpointStep: number | undefined,
   totalSteps: number,
 ): RestartPoint | undefined {
-  // No worker kept state: an ordinary resume.
+  // No worker kept state: an ordinary resume, or a new run.
   if (world.every((a) => a.held === undefined)) return undefined;
   const ranks = world.map((a) => a.rank);
-  const atCheckpoint = (why: string): RestartPoint => ({
-    ranks,
-    held: false,
-    step: checkpointStep,
-    reason: `the coordinator restarted; every worker loads the checkpoint after step ${checkpointStep}: ${why}`,
-  });
+  const atCheckpoint = (why: string): RestartPoint => {
+    if (checkpointStep === undefined) {
+      throw new RunFailure(
+        `the coordinator restarted before the run's first checkpoint, and its workers cannot go on from the state they kept: ${why}; ` +
+          'start the run again (a lower --checkpoint-every bounds what such a restart can lose)',
+      );
+    }
+    return {
+      ranks,
+      held: false,
+      step: checkpointStep,
+      reason: `the coordinator restarted; every worker loads the checkpoint after step ${checkpointStep}: ${why}`,
+    };
+  };
   const without = world.filter((a) => a.held === undefined).map((a) => a.rank);
   if (without.length > 0) {
     return atCheckpoint(`rank${without.length > 1 ? 's' : ''} ${without.join(', ')} kept no state`);
@@ -46,10 +56,9 @@ export function restartPoint(
     return atCheckpoint(`the workers hold different steps (${list})`);
   }
   const step = held[0].steps;
-  if (step < checkpointStep || step >= totalSteps) {
-    return atCheckpoint(
-      `the workers hold step ${step}, outside ${checkpointStep}..${totalSteps - 1}`,
-    );
+  const from = checkpointStep ?? 0;
+  if (step < from || step >= totalSteps) {
+    return atCheckpoint(`the workers hold step ${step}, outside ${from}..${totalSteps - 1}`);
   }
   if (new Set(held.map((h) => h.fingerprint)).size > 1) {
     return atCheckpoint(`the workers hold step ${step} with different weights`);
@@ -58,6 +67,6 @@ export function restartPoint(
     ranks,
     held: true,
     step,
-    reason: `the coordinator restarted; all ${world.length} workers kept the same state after step ${step} (checkpoint: step ${checkpointStep}) and go on from it`,
+    reason: `the coordinator restarted; all ${world.length} workers kept the same state after step ${step} (${checkpointStep === undefined ? 'no checkpoint yet' : `checkpoint: step ${checkpointStep}`}) and go on from it`,
   };
 }

@@ -118,10 +118,10 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
   }
 
   await writeRunConfig(runDir, config);
-  const metrics = await MetricsWriter.open(
-    join(runDir, METRICS_FILE),
-    resumeFrom ? startStep : undefined,
-  );
+  // The records up to where the run goes on are kept: a resumed run's, and those of a run
+  // whose coordinator restarted before its first checkpoint (its workers kept their state;
+  // see restartPoint). A new run keeps none.
+  const metrics = await MetricsWriter.open(join(runDir, METRICS_FILE), startStep);
   const gradientBytes = prepared.trainableSize * (w.allReduce?.compression === 'bf16' ? 2 : 4);
   const ring = w.allReduce?.mode !== 'star';
   const timings = new StepTimingStats(group.size, gradientBytes, ring);
@@ -172,7 +172,7 @@ export async function trainWorld(w: WorldRun, group: ReplicaGroup): Promise<Trai
   }
   const sampler = new Sampler(data.train.count, config.seed, plan.globalBatch, resumeFrom?.cursor);
   // Kept state is newer than the checkpoint: its batches were trained already.
-  for (let done = resumeFrom?.step ?? startStep; done < startStep; done++) sampler.next();
+  for (let done = resumeFrom?.step ?? 0; done < startStep; done++) sampler.next();
   try {
     const result = await runTrainingLoop({
       group,

@@ -96,7 +96,7 @@ function freePort(): Promise<number> {
 }
 
 /** The coordinator's flags: the same for the first start and the restart. */
-function coordinatorFlags(port: number): string[] {
+function coordinatorFlags(port: number, checkpointEvery: number): string[] {
   return [
     ...lenet5RunFlags(data, STEPS),
     '--world-size',
@@ -104,7 +104,7 @@ function coordinatorFlags(port: number): string[] {
     '--global-batch-size',
     String(GLOBAL_BATCH),
     '--checkpoint-every',
-    '10',
+    String(checkpointEvery),
     '--step-timeout',
     '10',
     '--port',
@@ -113,10 +113,20 @@ function coordinatorFlags(port: number): string[] {
 }
 
 /** A 2-worker run on a fixed port, `steps` steps done when it returns. */
-async function runUntil(name: string, steps: number, workerFlags: string[] = []) {
+async function runUntil(
+  name: string,
+  steps: number,
+  workerFlags: string[] = [],
+  checkpointEvery = 10,
+) {
   const port = await freePort();
   const out = join(work, name);
-  const run = await ElasticRun.start(out, data, coordinatorFlags(port));
+  // --resume auto from the start, as the coordinator's Job has it.
+  const run = await ElasticRun.start(out, data, [
+    ...coordinatorFlags(port, checkpointEvery),
+    '--resume',
+    'auto',
+  ]);
   runs.push(run);
   const workers = [run.addWorker(workerFlags), run.addWorker(workerFlags)];
   expect(await run.untilSteps(steps), run.coordinator.stderr().slice(-3000)).toBe(true);
@@ -124,9 +134,13 @@ async function runUntil(name: string, steps: number, workerFlags: string[] = [])
 }
 
 /** Restarts the coordinator on `out` as Kubernetes would: same flags, `--resume auto`. */
-async function restart(out: string, port: number) {
+async function restart(out: string, port: number, checkpointEvery = 10) {
   const startedAt = Date.now();
-  const run = await ElasticRun.start(out, data, [...coordinatorFlags(port), '--resume', 'auto']);
+  const run = await ElasticRun.start(out, data, [
+    ...coordinatorFlags(port, checkpointEvery),
+    '--resume',
+    'auto',
+  ]);
   runs.push(run);
   return { run, startedAt, listeningAt: Date.now() };
 }
@@ -158,6 +172,25 @@ describe('a coordinator killed mid-run and restarted', () => {
     console.log(
       `held: restarted at step ${change.step}; the first new step ${firstNewAt - startedAt} ms after the coordinator's restart, ${firstNewAt - listeningAt} ms after it listened`,
     );
+    await expectReferenceWeights(first.out);
+    for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
+  }, 120_000);
+
+  it('goes on from the workers’ state when it restarted before the first checkpoint', async () => {
+    // No checkpoint before the end of the run: the restarted coordinator starts in a folder
+    // with none (--resume auto), and finds its workers holding the run's state.
+    const first = await runUntil('no-checkpoint', 5, [], STEPS);
+    first.run.coordinator.child.kill('SIGKILL');
+    await first.run.coordinator.exited;
+    const { run } = await restart(first.out, first.port, STEPS);
+    const code = await run.coordinator.exited;
+    expect(code, run.coordinator.stderr().slice(-4000)).toBe(0);
+    const [change, ...more] = run.membershipChanges();
+    expect(more).toEqual([]);
+    expect(change.cause).toMatch(/kept the same state after step \d+ \(no checkpoint yet\)/);
+    // The first coordinator's records are kept up to there, and every step is logged once.
+    const steps = run.metrics().flatMap((r) => (r.type === 'step' ? [r.step] : []));
+    expect(steps).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
     await expectReferenceWeights(first.out);
     for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
   }, 120_000);

@@ -75,14 +75,15 @@ export class MetricsWriter {
   private constructor(private fd: number | undefined) {}
 
   /**
-   * Opens `path` for appending. With `keepUpToStep` (a resumed run), first drops the lines of
-   * steps after the checkpoint, which the resumed run will train and log again.
+   * Opens `path` for appending, after `keepUpToStep` steps: the lines of later steps, which the
+   * run will train and log again, are dropped first; a run that starts at step 0 keeps none
+   * (they were an earlier run's).
    */
-  static async open(path: string, keepUpToStep?: number): Promise<MetricsWriter> {
-    if (keepUpToStep !== undefined && existsSync(path)) {
+  static async open(path: string, keepUpToStep: number): Promise<MetricsWriter> {
+    if (existsSync(path)) {
       const kept = readFileSync(path, 'utf8')
         .split('\n')
-        .filter((line) => line.trim() !== '' && lineStep(line) <= keepUpToStep);
+        .filter((line) => keepUpToStep > 0 && line.trim() !== '' && lineStep(line) <= keepUpToStep);
       await writeFileAtomic(path, [Buffer.from(kept.map((l) => `${l}\n`).join(''), 'utf8')]);
     }
     return new MetricsWriter(openSync(path, 'a'));
