@@ -118,6 +118,7 @@ async function runUntil(
   steps: number,
   workerFlags: string[] = [],
   checkpointEvery = 10,
+  coordinatorExtra: string[] = [],
 ) {
   const port = await freePort();
   const out = join(work, name);
@@ -126,6 +127,7 @@ async function runUntil(
     ...coordinatorFlags(port, checkpointEvery),
     '--resume',
     'auto',
+    ...coordinatorExtra,
   ]);
   runs.push(run);
   const workers = [run.addWorker(workerFlags), run.addWorker(workerFlags)];
@@ -146,35 +148,42 @@ async function restart(out: string, port: number, checkpointEvery = 10) {
 }
 
 describe('a coordinator killed mid-run and restarted', () => {
-  it('re-admits the workers at the step they hold, and the weights equal an undisturbed run’s', async () => {
-    const first = await runUntil('held', 25);
-    first.run.coordinator.child.kill('SIGKILL');
-    await first.run.coordinator.exited;
-    const { run, startedAt, listeningAt } = await restart(first.out, first.port);
-    const code = await run.coordinator.exited;
-    const log = run.coordinator.stderr();
-    expect(code, log.slice(-4000)).toBe(0);
-    expect(errorLines(log)).toEqual([]);
-    const records = run.metrics();
-    const changes = run.membershipChanges();
-    expect(changes).toHaveLength(1);
-    const [change] = changes;
-    expect(change.cause, JSON.stringify(change)).toMatch(/kept the same state after step \d+/);
-    expect(change.step).toBeGreaterThanOrEqual(25);
-    expect(change).toMatchObject({ workers: 2, ranks: [0, 1], generation: 1 });
-    // Every step once: the steps the kept state holds are not trained again.
-    const steps = records.flatMap((r) => (r.type === 'step' ? [r.step] : []));
-    expect(steps).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
-    const after = records.slice(records.findIndex((r) => r.type === 'membership'));
-    const firstNew = after.find((r) => r.type === 'step');
-    expect(firstNew).toMatchObject({ step: change.step + 1 });
-    const firstNewAt = Date.parse((firstNew as { time: string }).time);
-    console.log(
-      `held: restarted at step ${change.step}; the first new step ${firstNewAt - startedAt} ms after the coordinator's restart, ${firstNewAt - listeningAt} ms after it listened`,
-    );
-    await expectReferenceWeights(first.out);
-    for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
-  }, 120_000);
+  it.each([
+    ['ring', []],
+    ['star', ['--allreduce', 'star']],
+  ])(
+    '%s: re-admits the workers at the step they hold, and the weights equal an undisturbed run’s',
+    async (name, flags) => {
+      const first = await runUntil(`held-${name}`, 25, [], 10, flags);
+      first.run.coordinator.child.kill('SIGKILL');
+      await first.run.coordinator.exited;
+      const { run, startedAt, listeningAt } = await restart(first.out, first.port);
+      const code = await run.coordinator.exited;
+      const log = run.coordinator.stderr();
+      expect(code, log.slice(-4000)).toBe(0);
+      expect(errorLines(log)).toEqual([]);
+      const records = run.metrics();
+      const changes = run.membershipChanges();
+      expect(changes).toHaveLength(1);
+      const [change] = changes;
+      expect(change.cause, JSON.stringify(change)).toMatch(/kept the same state after step \d+/);
+      expect(change.step).toBeGreaterThanOrEqual(25);
+      expect(change).toMatchObject({ workers: 2, ranks: [0, 1], generation: 1 });
+      // Every step once: the steps the kept state holds are not trained again.
+      const steps = records.flatMap((r) => (r.type === 'step' ? [r.step] : []));
+      expect(steps).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+      const after = records.slice(records.findIndex((r) => r.type === 'membership'));
+      const firstNew = after.find((r) => r.type === 'step');
+      expect(firstNew).toMatchObject({ step: change.step + 1 });
+      const firstNewAt = Date.parse((firstNew as { time: string }).time);
+      console.log(
+        `held: restarted at step ${change.step}; the first new step ${firstNewAt - startedAt} ms after the coordinator's restart, ${firstNewAt - listeningAt} ms after it listened`,
+      );
+      await expectReferenceWeights(first.out);
+      for (const w of first.workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
+    },
+    120_000,
+  );
 
   it('goes on from the workers’ state when it restarted before the first checkpoint', async () => {
     // No checkpoint before the end of the run: the restarted coordinator starts in a folder
