@@ -32,6 +32,13 @@ describe('the workers’ Indexed Job', () => {
     expect(controller.decide(0, KILLED)).toBe('replace');
   });
 
+  it('replaces a worker that left on SIGTERM (exit 143: a deleted pod), counting it', () => {
+    const job = find<IJob>(objects, 'Job', 'tfjs-ddp-worker');
+    const controller = new JobController(job);
+    for (let i = 0; i < (job.spec?.backoffLimitPerIndex ?? 0); i++)
+      expect(controller.decide(0, { exitCode: 143 })).toBe('replace');
+  });
+
   it('fails the index at once on a configuration error, and counts a pod that exits 0 as done', () => {
     const controller = new JobController(find<IJob>(objects, 'Job', 'tfjs-ddp-worker'));
     expect(controller.decide(0, CONFIG_ERROR)).toBe('index-failed');
