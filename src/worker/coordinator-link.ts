@@ -1,9 +1,4 @@
-import {
-  type ChannelCredentials,
-  type ClientDuplexStream,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { type ClientDuplexStream, type ServiceError, status } from '@grpc/grpc-js';
 import {
   type ControlRequest,
   type ControlResponse,
@@ -14,45 +9,16 @@ import {
   type Split,
 } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { IMAGE_BYTES, type LabeledImages } from '../shared/data/labeled-images.js';
-import {
-  credentialMetadata,
-  type GenerationCredential,
-} from '../shared/distributed/call-authenticator.js';
+import { credentialMetadata } from '../shared/distributed/call-authenticator.js';
 import { type ReplicaState, StateAssembler } from '../shared/distributed/state-parts.js';
-import { Interrupted, UserError } from '../shared/errors.js';
-import { log } from '../shared/logging/logger.js';
 import { BackpressureWriter } from '../shared/transport/backpressure-writer.js';
 import { channelOptions, DEFAULT_GRPC_SETTINGS } from '../shared/transport/grpc-settings.js';
+import { CoordinatorError, CoordinatorLost, refusal } from './coordinator-errors.js';
+import { type JoinOptions, joinCoordinator } from './join-coordinator.js';
 import { StallWatch } from './stall-watch.js';
-import { unreachableCause } from './unreachable-cause.js';
 
 export type Command = NonNullable<ControlResponse['kind']>;
 export type Report = NonNullable<ControlRequest['kind']>;
-
-/** A refusal or failure the coordinator answered with; exits like other transport faults. */
-export class CoordinatorError extends UserError {
-  constructor(message: string) {
-    super(message, 3);
-  }
-}
-
-/**
- * The coordinator went away without a Stop (its process died, its connection dropped): the
- * worker keeps its replica and asks a restarted coordinator to take it back (see runWorker).
- */
-export class CoordinatorLost extends CoordinatorError {}
-
-export interface JoinOptions {
-  credentials: ChannelCredentials;
-  /** The run's join token, sent in Join's metadata; absent: none. */
-  token: string | undefined;
-  /** Adopts the credential of every Membership that arrives (see push). */
-  generationCredential: GenerationCredential;
-  joinTimeoutMs: number;
-  /** The flag that set joinTimeoutMs, named when it runs out (default --join-timeout). */
-  timeoutFlag?: string;
-  signal?: AbortSignal;
-}
 
 /**
  * A worker's connection to the coordinator: Join, then the Control stream (commands in,
@@ -87,70 +53,21 @@ export class CoordinatorLink {
     private timeoutMs: number,
   ) {}
 
-  /**
-   * Connects (retrying while the coordinator starts, up to `joinTimeoutMs`, saying why every
-   * 10 s) and joins. Throws CoordinatorError with the coordinator's status and reason when it
-   * refuses, or naming the cause when it cannot be reached; Interrupted as soon as `signal`
-   * aborts.
-   */
+  /** Joins the coordinator at `address` (see joinCoordinator) and returns the link. */
   static async join(
     address: string,
     request: JoinRequest,
     opts: JoinOptions,
   ): Promise<{ link: CoordinatorLink; response: JoinResponse }> {
-    const client = new CoordinatorServiceClient(address, opts.credentials, {
-      ...channelOptions(DEFAULT_GRPC_SETTINGS),
-      // Dial every second while the coordinator is away, not with grpc-js's backoff to 2 min:
-      // a restarted coordinator is found within a second.
-      'grpc.initial_reconnect_backoff_ms': RECONNECT_MS,
-      'grpc.max_reconnect_backoff_ms': RECONNECT_MS,
-    });
-    const deadline = Date.now() + opts.joinTimeoutMs;
-    try {
-      await reachCoordinator(client, address, opts, opts.signal);
-      let toldFull = false;
-      for (;;) {
-        const answer = await untilAborted<JoinResponse | ServiceError>(opts.signal, (resolve) => {
-          const call = client.join(
-            request,
-            credentialMetadata(opts.token),
-            { deadline },
-            (error, response) => resolve(error ?? response),
-          );
-          return () => call.cancel();
-        });
-        if (!(answer instanceof Error)) {
-          const link = new CoordinatorLink(
-            client,
-            address,
-            opts,
-            answer.credential,
-            opts.joinTimeoutMs,
-          );
-          return { link, response: answer };
-        }
-        // A running job that is full (or still holds the rank of the worker this one replaces)
-        // frees a place once it notices a loss: keep asking until the join timeout.
-        const retry =
-          answer.code === status.RESOURCE_EXHAUSTED || answer.code === status.ALREADY_EXISTS;
-        if (!retry || Date.now() + JOIN_RETRY_MS >= deadline) {
-          throw refusal(answer, `the coordinator at ${address} refused to admit this worker`);
-        }
-        if (!toldFull) {
-          log().info(
-            `the coordinator at ${address} has no place yet (${answer.details}); asking again until the join timeout`,
-          );
-          toldFull = true;
-        }
-        await untilAborted<void>(opts.signal, (resolve) => {
-          const timer = setTimeout(resolve, JOIN_RETRY_MS);
-          return () => clearTimeout(timer);
-        });
-      }
-    } catch (error) {
-      client.close();
-      throw error;
-    }
+    const { client, response } = await joinCoordinator(address, request, opts);
+    const link = new CoordinatorLink(
+      client,
+      address,
+      opts,
+      response.credential,
+      opts.joinTimeoutMs,
+    );
+    return { link, response };
   }
 
   /**
@@ -366,78 +283,4 @@ export class CoordinatorLink {
       reject(error);
     }
   }
-}
-
-function refusal(error: ServiceError, context: string): CoordinatorError {
-  return new CoordinatorError(
-    `${context}: ${status[error.code] ?? error.code}: ${error.details || error.message}`,
-  );
-}
-
-/** How often a worker dials a coordinator it cannot reach. */
-const RECONNECT_MS = 1000;
-
-/** How often a worker asks again to join a job that has no place for it yet. */
-const JOIN_RETRY_MS = 250;
-
-/** How often a worker that cannot reach its coordinator yet says so, and why. */
-const RETRY_REPORT_MS = 10_000;
-
-/**
- * Waits until `client`'s channel is connected (grpc-js retries with its backoff meanwhile), at
- * most `timeoutMs`, logging the cause of the wait every RETRY_REPORT_MS.
- */
-async function reachCoordinator(
-  client: CoordinatorServiceClient,
-  address: string,
-  opts: JoinOptions,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const timeoutMs = opts.joinTimeoutMs;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const until = Math.min(deadline, Date.now() + RETRY_REPORT_MS);
-    const ready = await untilAborted<boolean>(signal, (resolve) => {
-      client.waitForReady(until, (error) => resolve(!error));
-      return undefined;
-    });
-    if (ready) return;
-    const cause = await unreachableCause(address);
-    const left = Math.round((deadline - Date.now()) / 1000);
-    if (left <= 0) {
-      throw new CoordinatorError(
-        `failed to reach the coordinator at ${address} within ${opts.timeoutFlag ?? '--join-timeout'} ${timeoutMs / 1000} s: ${cause}`,
-      );
-    }
-    log().warn(
-      { cause },
-      `cannot reach the coordinator at ${address} yet: ${cause}; retrying for ${left} s more`,
-    );
-  }
-}
-
-/**
- * A promise settled by `start` (which may return how to cancel what it started), or rejected
- * with Interrupted (and the work cancelled) once `signal` aborts.
- */
-function untilAborted<T>(
-  signal: AbortSignal | undefined,
-  start: (resolve: (value: T) => void, reject: (error: Error) => void) => (() => void) | undefined,
-): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const interrupt = () => {
-      cancel?.();
-      const reason = String(signal?.reason);
-      reject(new Interrupted(`stopped by ${reason} before joining the coordinator`, reason));
-    };
-    const settle =
-      <V>(finish: (v: V) => void) =>
-      (v: V) => {
-        signal?.removeEventListener('abort', interrupt);
-        finish(v);
-      };
-    const cancel = start(settle(resolve), settle(reject));
-    if (signal?.aborted) interrupt();
-    else signal?.addEventListener('abort', interrupt, { once: true });
-  });
 }

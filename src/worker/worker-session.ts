@@ -8,12 +8,8 @@ import { log } from '../shared/logging/logger.js';
 import { type Replica, StepAbandoned } from '../shared/training/replica.js';
 import { TransportError } from '../shared/transport/errors.js';
 import type { PeerService } from '../shared/transport/peer-service.js';
-import {
-  type Command,
-  CoordinatorError,
-  type CoordinatorLink,
-  CoordinatorLost,
-} from './coordinator-link.js';
+import { CoordinatorError, CoordinatorLost } from './coordinator-errors.js';
+import type { Command, CoordinatorLink } from './coordinator-link.js';
 import { WorkerReplica } from './worker-replica.js';
 
 /** The coordinator ended the run with an error (it knows why: nothing to report back). */

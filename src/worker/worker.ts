@@ -13,7 +13,8 @@ import { architectureFingerprint, buildModel, parseModelName } from '../shared/m
 import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
 import { PeerService } from '../shared/transport/peer-service.js';
-import { CoordinatorError, CoordinatorLink, CoordinatorLost } from './coordinator-link.js';
+import { CoordinatorError, CoordinatorLost } from './coordinator-errors.js';
+import { CoordinatorLink } from './coordinator-link.js';
 import type { WorkerReplica } from './worker-replica.js';
 import { WorkerSession } from './worker-session.js';
 
