@@ -1,5 +1,5 @@
 import type { ScenarioResult } from './chaos-suite.js';
-import { type RunOutcome, WEIGHTS_TOLERANCE } from './run-outcome.js';
+import { type RunOutcome, TRAJECTORY_TOLERANCE, WEIGHTS_TOLERANCE } from './run-outcome.js';
 
 /** One scenario's row of the chaos table. */
 export interface ChaosRow {
@@ -14,6 +14,9 @@ export interface ChaosRow {
   /** Completed runs whose final weights equal the reference (of `completed`). */
   weightsEqual: number;
   maxWeightsError: number | null;
+  /** Completed runs whose every step's loss equals the reference's (of `completed`). */
+  trajectoryEqual: number;
+  maxTrajectoryError: number | null;
   checkpointOk: number;
   recoveryMedianMs: number | null;
   recoveryMaxMs: number | null;
@@ -48,6 +51,9 @@ export function chaosRows(results: readonly ScenarioResult[]): ChaosRow[] {
     const outcomes = 'outcomes' in result ? result.outcomes : [];
     const completed = outcomes.filter((o) => o.completed);
     const errors = completed.flatMap((o) => (o.weightsError === undefined ? [] : [o.weightsError]));
+    const deviations = completed.flatMap((o) =>
+      o.trajectoryError === undefined ? [] : [o.trajectoryError],
+    );
     const recoveries = outcomes.flatMap((o) => (o.recoveryMs === undefined ? [] : [o.recoveryMs]));
     const failures = new Map<string, number>();
     for (const o of outcomes)
@@ -64,6 +70,8 @@ export function chaosRows(results: readonly ScenarioResult[]): ChaosRow[] {
       orphans: outcomes.reduce((sum, o) => sum + o.orphans, 0),
       weightsEqual: errors.filter((e) => e < WEIGHTS_TOLERANCE).length,
       maxWeightsError: errors.length > 0 ? Math.max(...errors) : null,
+      trajectoryEqual: deviations.filter((e) => e < TRAJECTORY_TOLERANCE).length,
+      maxTrajectoryError: deviations.length > 0 ? Math.max(...deviations) : null,
       checkpointOk: outcomes.filter((o) => o.checkpoint.kind === 'ok').length,
       recoveryMedianMs: median(recoveries),
       recoveryMaxMs: recoveries.length > 0 ? Math.max(...recoveries) : null,
@@ -84,20 +92,28 @@ export function chaosMarkdown(report: ChaosReport): string {
     `${report.startedAt}, ${report.host}; ${report.durationS.toFixed(0)} s in all; deadline ${report.runTimeoutS} s per run.`,
     `Replay: \`npm run chaos -- --seed ${report.seed} --runs ${report.runsPerScenario} --scenarios <name>\`.`,
     '',
-    '| scenario | expected | runs | as expected | completed | hangs | orphans | weights = reference | checkpoint ok | recovery median / max | cause (non-zero exits) |',
-    '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --- |',
+    `Equal to the reference: final weights within ${WEIGHTS_TOLERANCE} relative error per tensor, each step's loss within ${TRAJECTORY_TOLERANCE} (max seen in brackets).`,
+    '',
+    '| scenario | expected | runs | as expected | completed | hangs | orphans | weights = reference | losses = reference | checkpoint ok | recovery median / max | cause (non-zero exits) |',
+    '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --- |',
   ];
   for (const row of report.rows) {
     if (row.skipped) {
-      lines.push(`| ${row.scenario} | ${row.expected} | skipped: ${row.skipped} | | | | | | | | |`);
+      lines.push(
+        `| ${row.scenario} | ${row.expected} | skipped: ${row.skipped} | | | | | | | | | |`,
+      );
       continue;
     }
     const weights =
       row.completed === 0
         ? '–'
         : `${row.weightsEqual}/${row.completed} (max ${row.maxWeightsError?.toExponential(1)})`;
+    const losses =
+      row.completed === 0
+        ? '–'
+        : `${row.trajectoryEqual}/${row.completed} (max ${row.maxTrajectoryError?.toExponential(1)})`;
     lines.push(
-      `| ${row.scenario} | ${row.expected} | ${row.runs} | ${row.asExpected} | ${row.completed} | ${row.hangs} | ${row.orphans} | ${weights} | ${row.checkpointOk}/${row.runs} | ${seconds(row.recoveryMedianMs)} / ${seconds(row.recoveryMaxMs)} | ${row.causes.map(cell).join('<br>') || '–'} |`,
+      `| ${row.scenario} | ${row.expected} | ${row.runs} | ${row.asExpected} | ${row.completed} | ${row.hangs} | ${row.orphans} | ${weights} | ${losses} | ${row.checkpointOk}/${row.runs} | ${seconds(row.recoveryMedianMs)} / ${seconds(row.recoveryMaxMs)} | ${row.causes.map(cell).join('<br>') || '–'} |`,
     );
   }
   lines.push('', '## Scenarios', '');

@@ -143,20 +143,9 @@ export class ChaosRun {
     this.faults.push({ atMs: Date.now(), what });
   }
 
-  /** The step records of metrics.jsonl so far. */
-  async metrics(): Promise<MetricsRecord[]> {
-    const file = join(this.runDir, METRICS_FILE);
-    if (!existsSync(file)) return [];
-    const records: MetricsRecord[] = [];
-    for (const line of (await readFile(file, 'utf8')).split('\n')) {
-      if (!line.startsWith('{')) continue;
-      try {
-        records.push(JSON.parse(line) as MetricsRecord);
-      } catch {
-        // The line being written.
-      }
-    }
-    return records;
+  /** The records of metrics.jsonl so far. */
+  metrics(): Promise<MetricsRecord[]> {
+    return readMetrics(this.runDir);
   }
 
   /**
@@ -217,4 +206,20 @@ export function sleep(ms: number): Promise<void> {
 export function causeOf(proc: ChaosProcess): string | undefined {
   const errors: LogRecord[] = proc.records.filter((r) => r.level >= 50);
   return errors.at(-1)?.msg;
+}
+
+/** The records of `runDir`'s metrics.jsonl, without a line being written. */
+export async function readMetrics(runDir: string): Promise<MetricsRecord[]> {
+  const file = join(runDir, METRICS_FILE);
+  if (!existsSync(file)) return [];
+  const records: MetricsRecord[] = [];
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      records.push(JSON.parse(line) as MetricsRecord);
+    } catch {
+      // The line being written.
+    }
+  }
+  return records;
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { hashKeys, keyedRandom } from '../../shared/keyed-random.js';
 import { CLI_MAIN } from './chaos-processes.js';
-import { ChaosRun, causeOf, sleep } from './chaos-run.js';
+import { ChaosRun, causeOf, type MetricsRecord, readMetrics, sleep } from './chaos-run.js';
 import { checkpointState, exportedTensors, maxRelativeError } from './run-folder-checks.js';
 import { judge, type RunOutcome } from './run-outcome.js';
 import { type RunShape, referenceFlags, referenceKey } from './run-shape.js';
@@ -39,7 +39,7 @@ export async function runChaosSuite(
   scenarios: readonly Scenario[],
   opts: SuiteOptions,
 ): Promise<ScenarioResult[]> {
-  const references = new Map<string, Map<string, Float32Array>>();
+  const references = new Map<string, Reference>();
   const results: ScenarioResult[] = [];
   for (const scenario of scenarios) {
     const missing = missingFeatures(scenario);
@@ -56,7 +56,7 @@ export async function runChaosSuite(
         key,
         await referenceRun(scenario.shape, join(opts.workDir, `reference-${references.size}`)),
       );
-    const reference = references.get(key) as Map<string, Float32Array>;
+    const reference = references.get(key) as Reference;
     const outcomes: RunOutcome[] = [];
     for (let index = 0; index < opts.runs; index++) {
       const outcome = await runOnce(scenario, index, reference, opts);
@@ -68,8 +68,14 @@ export async function runChaosSuite(
   return results;
 }
 
-/** The weights of the undisturbed run of `shape`: `train` in one process, same global batch. */
-async function referenceRun(shape: RunShape, dir: string): Promise<Map<string, Float32Array>> {
+/** What a disturbed run is compared with: the undisturbed run's weights and each step's loss. */
+export interface Reference {
+  tensors: Map<string, Float32Array>;
+  losses: Map<number, number>;
+}
+
+/** The undisturbed run of `shape`: `train` in one process, same global batch. */
+async function referenceRun(shape: RunShape, dir: string): Promise<Reference> {
   await mkdir(dir, { recursive: true });
   const out = join(dir, 'run');
   await promisify(execFile)(
@@ -83,13 +89,31 @@ async function referenceRun(shape: RunShape, dir: string): Promise<Map<string, F
   );
   const tensors = await exportedTensors(out);
   if (!tensors) throw new Error(`the reference run in ${out} exported no model`);
-  return tensors;
+  return { tensors, losses: stepLosses(await readMetrics(out)) };
+}
+
+function stepLosses(records: readonly MetricsRecord[]): Map<number, number> {
+  return new Map(
+    records.flatMap((r) => (r.type === 'step' ? [[r.step as number, r.loss as number]] : [])),
+  );
+}
+
+/** The largest relative difference of a recorded step's loss from the reference's. */
+function trajectoryError(records: readonly MetricsRecord[], reference: Reference): number {
+  let worst = 0;
+  for (const r of records) {
+    if (r.type !== 'step') continue;
+    const expected = reference.losses.get(r.step as number);
+    if (expected === undefined) return Number.POSITIVE_INFINITY;
+    worst = Math.max(worst, Math.abs((r.loss as number) - expected) / Math.abs(expected));
+  }
+  return worst;
 }
 
 async function runOnce(
   scenario: Scenario,
   index: number,
-  reference: ReadonlyMap<string, Float32Array>,
+  reference: Reference,
   opts: SuiteOptions,
 ): Promise<RunOutcome> {
   const dir = join(opts.workDir, `${scenario.name}-${index}`);
@@ -123,7 +147,8 @@ async function runOnce(
   const coordinator = run.coordinator;
   const exitCode = coordinator?.exited()?.code ?? null;
   const lastFault = run.faults.at(-1);
-  const steps = (await run.metrics()).filter((r) => r.type === 'step' && r.time);
+  const records = await run.metrics();
+  const steps = records.filter((r) => r.type === 'step' && r.time);
   const recovered = lastFault && steps.find((r) => Date.parse(r.time as string) > lastFault.atMs);
   const tensors = exitCode === 0 ? await exportedTensors(run.runDir) : undefined;
   const outcome: RunOutcome = {
@@ -141,7 +166,8 @@ async function runOnce(
           run.processes.processes.map(causeOf).find((c) => c !== undefined)),
     checkpoint: await checkpointState(run.runDir),
     trainedSteps: steps.length === 0 ? 0 : Math.max(...steps.map((r) => r.step ?? 0)),
-    weightsError: tensors ? maxRelativeError(tensors, reference) : undefined,
+    weightsError: tensors ? maxRelativeError(tensors, reference.tensors) : undefined,
+    trajectoryError: tensors ? trajectoryError(records, reference) : undefined,
     recoveryMs: recovered ? Date.parse(recovered.time as string) - lastFault.atMs : undefined,
     faults: run.faults.map((f) => f.what),
     durationMs: Date.now() - startedMs,
