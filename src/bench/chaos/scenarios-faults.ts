@@ -132,8 +132,11 @@ export const FAULT_SCENARIOS: Scenario[] = [
     name: 'long-evaluation',
     title:
       'one rank slowed to 2% of its speed (stopped 0.9 s in every 0.915 s) during the evaluation, which then outlasts --step-timeout',
-    // One image per evaluation batch: many small calls, so that the evaluation lasts.
-    shape: { ...SMALL_RUN, evalBatchSize: 1 },
+    // One image per evaluation batch: many small calls, so that the evaluation lasts; and
+    // enough of them that it is still going once the throttle has started (the scenario
+    // notices the last step through metrics.jsonl, up to a few hundred ms late on a busy
+    // machine: with 60 images, 2 runs of 20 had finished most of it by then).
+    shape: { ...SMALL_RUN, evalBatchSize: 1, valSize: 180 },
     expected: 'completes',
     needs: [],
     ci: false,
