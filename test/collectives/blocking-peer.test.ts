@@ -14,8 +14,12 @@ import { PeerService } from '../../src/shared/transport/peer-service.js';
 import { expectedSum, expectSameValues, rankData } from './worlds.js';
 
 const CHILD = fileURLToPath(new URL('../fixtures/collective-rank.mjs', import.meta.url));
-/** The "training step" after each all-reduce. */
-const BLOCK_MS = 400;
+/**
+ * The "training step" after each all-reduce. Long enough that a held-back all-reduce (about
+ * BLOCK_MS) stands apart from one merely slowed by a busy machine (281 ms seen with load 10 on
+ * 2 cores, when the step was 400 ms).
+ */
+const BLOCK_MS = 800;
 const ROUNDS = 12;
 /** baseline's gradient (0.79 MB): one 1 MiB chunk per ring step, as in training. */
 const ELEMENTS = 200_000;
