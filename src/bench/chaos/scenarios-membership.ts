@@ -135,13 +135,15 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
   {
     name: 'crash-loop',
     title:
-      'a worker that dies right after joining, restarted each time (--max-restarts 3, --rejoin-timeout 10)',
+      'a worker that dies right after joining, restarted each time (--max-restarts 3, --rejoin-timeout 60)',
     shape: SMALL_RUN,
     expected: 'exits with a cause',
     needs: ['elastic'],
     ci: true,
     async drive(run) {
-      const workers = await run.startWorld(['--max-restarts', '3', '--rejoin-timeout', '10']);
+      // The rejoin timeout outlasts the 4 crashes (a replacement takes seconds to start): the
+      // crash loop must end at --max-restarts.
+      const workers = await run.startWorld(['--max-restarts', '3', '--rejoin-timeout', '60']);
       const step = await reachRandomStep(run);
       run.processes.signal(pick(run, workers), 'SIGKILL');
       run.fault(`SIGKILL a worker after step ${step}`);
@@ -163,9 +165,9 @@ export const MEMBERSHIP_SCENARIOS: Scenario[] = [
       // A replacement that died right after its admission must give its place back.
       const leaked = coordinator?.records.find((r) => /world is full/.test(r.msg));
       if (leaked) return `a replacement was refused while a rank was missing: ${leaked.msg}`;
-      return cause && /restart|rejoin/i.test(cause)
+      return cause && /over --max-restarts 3$/.test(cause)
         ? undefined
-        : `the cause names neither --max-restarts nor --rejoin-timeout: ${cause}`;
+        : `the cause does not name --max-restarts: ${cause}`;
     },
   },
   {
