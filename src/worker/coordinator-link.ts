@@ -41,6 +41,8 @@ export class CoordinatorLink {
   private readonly commitWaiters: { step: number; resolve: (commit: boolean) => void }[] = [];
   /** Called as soon as a new Membership arrives, before the commands ahead of it are done. */
   onMembership: (() => void) | undefined;
+  /** A Stop arrived: the stream's end that follows is expected, not a coordinator gone. */
+  private stopped = false;
   /** How long this process stood still while its Control stream was open (see lostOrDropped). */
   private stalls: StallWatch | undefined;
 
@@ -109,7 +111,7 @@ export class CoordinatorLink {
 
   /** Whether the coordinator went away without a Stop (see CoordinatorLost). */
   get lost(): boolean {
-    return this.ended instanceof CoordinatorLost;
+    return this.ended instanceof CoordinatorLost && !this.stopped;
   }
 
   /** Steps the coordinator has committed (CommitStep or Membership) so far. */
@@ -223,6 +225,7 @@ export class CoordinatorLink {
    * gets to it: the ring neighbours whose Membership came first may be dialling already.
    */
   private push(command: Command): void {
+    if (command.$case === 'stop') this.stopped = true;
     if (command.$case === 'commit') {
       this.committed = Math.max(this.committed, command.value.step + 1);
       this.settleCommits();

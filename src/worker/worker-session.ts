@@ -153,10 +153,14 @@ export class WorkerSession {
       { generation: replica.generation },
       `generation ${replica.generation} failed: ${error.message}; waiting for the coordinator`,
     );
-    await link.send({
-      $case: 'generationFailed',
-      value: { generation: replica.generation, step: this.state.step, message: error.message },
-    });
+    // The stream may have ended meanwhile, with the coordinator's Stop still queued (it stopped
+    // the run): the next command decides, not this report's failure.
+    await link
+      .send({
+        $case: 'generationFailed',
+        value: { generation: replica.generation, step: this.state.step, message: error.message },
+      })
+      .catch(() => undefined);
   }
 
   private async handle(command: Command, replica: Replica): Promise<void> {
