@@ -1,5 +1,6 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import type { GradCompression } from '../shared/collectives/grad-compression.js';
 import { log } from '../shared/logging/logger.js';
 import { trainOnEmulatedNetwork } from './emulated-training.js';
 import type { LinkRate } from './link-rate.js';
@@ -24,6 +25,11 @@ export interface ScalingOptions {
   /** Per worker, as in `train --workers`. */
   batchSize: number;
   allreduce: 'ring' | 'star';
+  /**
+   * `--grad-compression` of the N-worker runs. The independent runs send no gradients, so
+   * they run without it: the efficiency is the compressed run against plain single workers.
+   */
+  compression: GradCompression;
   /** Extra `train` flags every run gets (--backend, --dataset, --data, ...). */
   trainArgs: string[];
   /** The workers' --backend and --data (also in trainArgs), for runs on an emulated network. */
@@ -78,6 +84,7 @@ export interface ScalingRow {
 export interface ScalingReport {
   model: string;
   allreduce: 'ring' | 'star';
+  compression: GradCompression;
   /** The emulated links' rate (absent: loopback). */
   link?: string;
   batchSize: number;
@@ -145,6 +152,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingRepo
   return {
     model: opts.model,
     allreduce: opts.allreduce,
+    compression: opts.compression,
     link: opts.link?.text,
     batchSize: opts.batchSize,
     steps: opts.steps,
@@ -166,12 +174,14 @@ interface Measured {
 
 /** The `train` flags of one run of `workers` workers. */
 function runFlags(opts: ScalingOptions, workers: number): string[] {
-  return [...sharedFlags(opts), '--workers', String(workers)];
+  return [...sharedFlags(opts, workers), '--workers', String(workers)];
 }
 
-/** The `train` flags of every run, whatever its workers. */
-function sharedFlags(opts: ScalingOptions): string[] {
+/** The `train` (or `coordinator`) flags of a run of `workers` workers, without --workers. */
+function sharedFlags(opts: ScalingOptions, workers: number): string[] {
+  const compression = workers > 1 ? ['--grad-compression', opts.compression] : [];
   return [
+    ...compression,
     '--model',
     opts.model,
     '--steps',
@@ -194,7 +204,7 @@ async function measureDistributed(opts: ScalingOptions, n: number, dir: string):
   const runDir = runFolder(dir, n);
   if (opts.link) {
     await trainOnEmulatedNetwork({
-      trainFlags: sharedFlags(opts),
+      trainFlags: sharedFlags(opts, n),
       workers: n,
       backend: opts.backend,
       dataDir: opts.dataDir,

@@ -2,6 +2,11 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
+import {
+  GRAD_COMPRESSION_HELP,
+  type GradCompression,
+  gradCompressionSchema,
+} from '../shared/collectives/grad-compression.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { renderChart } from '../shared/observe/render-chart.js';
@@ -24,6 +29,7 @@ interface ScalingFlags {
   warmupSteps: string;
   batchSize: string;
   allreduce: 'ring' | 'star';
+  gradCompression: string;
   backend: string;
   dataset: string;
   data?: string;
@@ -56,6 +62,11 @@ export function addScalingCommand(bench: Command): void {
       new Option('--allreduce <mode>', 'gradient all-reduce')
         .choices(['ring', 'star'])
         .default('ring'),
+    )
+    .option(
+      '--grad-compression <c>',
+      `how the N-worker runs send gradients: ${GRAD_COMPRESSION_HELP.join(', ')} (the independent runs send none)`,
+      'none',
     )
     .option('--backend <name>', 'compute backend of the workers', 'auto')
     .addOption(
@@ -93,6 +104,7 @@ export function addScalingCommand(bench: Command): void {
             `before the last of --steps ${steps} (the last is left out: it ends with the run's evaluation)`,
         );
       }
+      const compression = parseCompression(flags.gradCompression);
       const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
       // Before anything starts: a run that cannot build its network measures nothing.
       if (link) requireRootAndIproute2();
@@ -113,6 +125,7 @@ export function addScalingCommand(bench: Command): void {
           warmupSteps,
           batchSize: parsePositiveIntegers(flags.batchSize, '--batch-size')[0],
           allreduce: flags.allreduce,
+          compression,
           trainArgs,
           backend: flags.backend,
           dataDir,
@@ -122,7 +135,11 @@ export function addScalingCommand(bench: Command): void {
           rounds: parsePositiveIntegers(flags.rounds, '--rounds')[0],
         });
         const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
-        const name = `scaling-${flags.model}-${flags.allreduce}${link ? `-${link.text}` : ''}`;
+        const name = [
+          `scaling-${flags.model}-${flags.allreduce}`,
+          ...(compression === 'none' ? [] : [compression.replace(':', '')]),
+          ...(link ? [link.text] : []),
+        ].join('-');
         const chart = await renderChart(scalingChartSpec(report));
         const files: Record<string, string | Uint8Array> = {
           [`${name}.json`]: `${JSON.stringify({ command, date: new Date().toISOString(), ...report }, null, 2)}\n`,
@@ -140,4 +157,12 @@ export function addScalingCommand(bench: Command): void {
         else await rm(runsDir, { recursive: true, force: true });
       }
     });
+}
+
+function parseCompression(text: string): GradCompression {
+  const parsed = gradCompressionSchema.safeParse(text);
+  if (!parsed.success) {
+    throw new UserError(`--grad-compression: ${parsed.error.issues[0]?.message ?? text}`);
+  }
+  return parsed.data;
 }

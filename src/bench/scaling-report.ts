@@ -23,6 +23,7 @@ export function scalingJson(report: ScalingReport) {
 function heading(report: ScalingReport): string {
   return (
     `${report.model}, ${report.allreduce} all-reduce` +
+    (report.compression === 'none' ? '' : ` with ${report.compression} gradients`) +
     (report.link ? ` over emulated ${report.link} links` : '') +
     `, batch ${report.batchSize} per worker, ` +
     `${report.steps} steps (the first ${report.warmupSteps} left out)` +

@@ -179,13 +179,14 @@ describe('--link', () => {
   );
 
   it(
-    'bench scaling --link: coordinator and workers on their own hosts, nothing left',
+    'bench scaling --link: coordinator and workers on their own hosts, compressed, nothing left',
     async () => {
       const runs = await mkdtemp(join(out, 'runs-'));
       const child = startCli([
         ...['bench', 'scaling', '--model', 'lenet5', '--workers', '2', '--steps', '3'],
         ...['--warmup-steps', '1', '--batch-size', '8', '--backend', 'wasm', '--rounds', '1'],
-        ...['--link', '100mbit', '--json', '--out', out, '--runs-dir', runs],
+        ...['--link', '100mbit', '--grad-compression', 'powersgd:2'],
+        ...['--json', '--out', out, '--runs-dir', runs],
       ]);
       let stdout = '';
       let stderr = '';
@@ -203,6 +204,15 @@ describe('--link', () => {
       for (const rank of [0, 1]) {
         expect(logOf(`n2.worker-${rank}.log`)).toContain(`peers reach it at 10.213.0.${rank + 2}:`);
       }
+      // The N-worker run compressed; the independent runs, which send nothing, did not.
+      const flagsOf = (name: string) =>
+        JSON.parse(readFileSync(join(runs, folder, name, 'run-flags.json'), 'utf8'));
+      expect(flagsOf('n2').gradCompression).toBe('powersgd:2');
+      expect(flagsOf('n2-independent-0').gradCompression).toBeUndefined();
+      const file = JSON.parse(
+        readFileSync(join(out, 'scaling-lenet5-ring-powersgd2-100mbit.json'), 'utf8'),
+      );
+      expect(file).toMatchObject({ compression: 'powersgd:2', link: '100mbit' });
       expect(leftovers(`tfddp-${child.pid}-`)).toEqual([]);
     },
     HEAVY_MS,
