@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type GradCompression, powerSgdRank } from '../shared/collectives/grad-compression.js';
 import { UserError } from '../shared/errors.js';
 import {
   type Algorithm,
@@ -53,9 +54,14 @@ export interface PredictInputs {
   accumulate: number[];
   workers: number[];
   links: FittedLink[];
-  /** The measured scaling runs to check the model against, if any. */
-  scaling?: ScalingReport;
+  /** The emulated link the fits and the checked runs share (absent: loopback). */
+  link?: string;
+  /** The measured scaling runs to check the model against (any compression). */
+  scaling: ScalingReport[];
+  /** PowerSGD of the scenarios' rank. */
   powerSgd: PowerSgdShape;
+  /** PowerSGD of every rank a checked run used (the scenarios' one included). */
+  powerSgdChecked: PowerSgdShape[];
 }
 
 export interface PredictRow {
@@ -71,11 +77,22 @@ export interface PredictRow {
   scalingEfficiency: number;
 }
 
+/** How far a prediction may be from the measured step time and still count as right. */
+export const CHECK_TOLERANCE = 0.15;
+
 /** A measured scaling run next to what the model says for it. */
 export interface PredictCheck {
+  compression: GradCompression;
   workers: number;
+  /** The reducer's time: the transfer, and PowerSGD's products between its operations. */
   measuredAllreduceMs: number;
   predictedAllreduceMs: number;
+  /** Wall time of a step of the N-worker run. */
+  measuredStepMs: number;
+  /** The independent runs' step at this N plus the predicted all-reduce. */
+  predictedStepMs: number;
+  /** predicted / measured step time − 1; within ±CHECK_TOLERANCE counts as right. */
+  stepError: number;
   measuredImagesPerSec: number;
   /** With the compute time the independent runs had at this N (the machine's contention). */
   predictedImagesPerSec: number;
@@ -128,36 +145,58 @@ export function predict(inputs: PredictInputs): { rows: PredictRow[]; checks: Pr
       }
     }
   }
-  const checks: PredictCheck[] = [];
-  const s = inputs.scaling;
-  const link = s && inputs.links.find((l) => l.algo === s.allreduce && l.compression === 'none');
-  if (s && link) {
-    for (const r of s.results.filter((x) => x.workers > 1)) {
-      const t = allReduceMs(link.algo, link, inputs.gradientBytes, r.workers, buckets);
-      // One independent run's step at this N: N runs shared the machine like the N workers did.
-      const contendedMs = (r.workers * s.batchSize * 1000) / r.independentImagesPerSec;
-      checks.push({
-        workers: r.workers,
-        measuredAllreduceMs: r.allreduceMs,
-        predictedAllreduceMs: t,
-        measuredImagesPerSec: r.imagesPerSec,
-        predictedImagesPerSec: (r.workers * s.batchSize * 1000) / (contendedMs + t),
-        measuredDistributionEfficiency: r.distributionEfficiency,
-        predictedDistributionEfficiency: contendedMs / (contendedMs + t),
-      });
-    }
-  }
+  const checks = inputs.scaling.flatMap((report) => checkRuns(inputs, report, buckets));
   return { rows, checks };
 }
 
 /**
+ * The model against each N-worker row of one measured `bench scaling` report: the compute is
+ * the independent runs' step at that N (N runs shared the machine as the N workers did), the
+ * all-reduce the fitted link's for the report's compression (16-bit codings with half the
+ * bytes; PowerSGD with its bytes, its 2 operations per bucket and its CPU time).
+ */
+function checkRuns(inputs: PredictInputs, s: ScalingReport, buckets: number): PredictCheck[] {
+  const compression = s.compression ?? 'none';
+  const rank = powerSgdRank(compression);
+  const scenario: Compression = rank ? 'powersgd' : compression === 'none' ? 'none' : 'bf16';
+  const link = inputs.links.find((l) => l.algo === s.allreduce && l.compression === scenario);
+  const powerSgd = inputs.powerSgdChecked.find((p) => p.rank === rank);
+  if (!link || (rank && !powerSgd)) return [];
+  return s.results
+    .filter((r) => r.workers > 1)
+    .map((r) => {
+      const transfer = powerSgd
+        ? allReduceMs(link.algo, link, powerSgd.sentBytes, r.workers, 2 * buckets)
+        : allReduceMs(link.algo, link, inputs.gradientBytes, r.workers, buckets);
+      const predictedAllreduceMs = transfer + (powerSgd?.codecMs ?? 0);
+      const images = r.workers * s.batchSize * 1000;
+      const contendedMs = images / r.independentImagesPerSec;
+      const predictedStepMs = contendedMs + predictedAllreduceMs;
+      return {
+        compression,
+        workers: r.workers,
+        measuredAllreduceMs: r.allreduceMs,
+        predictedAllreduceMs,
+        measuredStepMs: r.stepMs,
+        predictedStepMs,
+        stepError: predictedStepMs / r.stepMs - 1,
+        measuredImagesPerSec: r.imagesPerSec,
+        predictedImagesPerSec: images / predictedStepMs,
+        measuredDistributionEfficiency: r.distributionEfficiency,
+        predictedDistributionEfficiency: contendedMs / predictedStepMs,
+      };
+    });
+}
+
+/**
  * Fits every (algorithm, compression) from the `bench allreduce` results in
- * `dir` (allreduce-*.json). A bf16 scenario without its own results is derived
+ * `dir` (allreduce-*.json) measured on `link` (an emulated link's rate; absent: loopback, the
+ * files without a link). A bf16 scenario without its own results is derived
  * from float32's fit with half the bytes (its encoding cost then left out); PowerSGD
  * sends float32, so it uses float32's fit (its bytes and CPU time come from
  * PowerSgdShape); a scenario with no results at all is an error naming the command to run.
  */
-export async function fitLinks(dir: string): Promise<FittedLink[]> {
+export async function fitLinks(dir: string, link?: string): Promise<FittedLink[]> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((f) =>
     /^allreduce-.*\.json$/.test(f),
   );
@@ -167,8 +206,10 @@ export async function fitLinks(dir: string): Promise<FittedLink[]> {
       workers: number;
       algo: Algorithm;
       compression?: Compression;
+      link?: { rate: string };
       results: { bytes: number; ms: number }[];
     };
+    if (r.link?.rate !== link) continue;
     const key = `${r.algo}/${r.compression ?? 'none'}`;
     const entry = samples.get(key) ?? { files: [], samples: [] };
     entry.files.push(name);
@@ -198,8 +239,9 @@ export async function fitLinks(dir: string): Promise<FittedLink[]> {
         source: `${plain.files.join(', ')} with half the bytes`,
       };
     }
+    const on = link ? ` --link ${link}` : '';
     throw new UserError(
-      `no all-reduce results for ${algo} in ${dir}: run tfjs-ddp bench allreduce --algo ${algo} --out ${dir}`,
+      `no all-reduce results for ${algo}${link ? ` on ${link} links` : ''} in ${dir}: run tfjs-ddp bench allreduce --algo ${algo}${on} --out ${dir}`,
     );
   });
 }

@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { initBackend } from '../shared/backend/select-backend.js';
@@ -7,11 +6,13 @@ import {
   DEFAULT_BUCKET_BYTES,
   DEFAULT_FIRST_BUCKET_BYTES,
 } from '../shared/collectives/bucket-plan.js';
+import { powerSgdRank } from '../shared/collectives/grad-compression.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { buildArchitecture, countParams, parseModelName } from '../shared/models/zoo.js';
 import { renderChart } from '../shared/observe/render-chart.js';
 import { parsePositiveIntegers } from './byte-sizes.js';
+import { parseLinkRate } from './link-rate.js';
 import { measurePowerSgd } from './power-sgd-cost.js';
 import { type FittedLink, fitLinks, predict, SCENARIOS } from './predict-bench.js';
 import {
@@ -34,6 +35,7 @@ interface PredictFlags {
   maxWorkers: string;
   bucketSizeMb: string;
   powersgdRank: string;
+  link?: string;
   linkMbps?: string;
   latencyUs?: string;
   json?: boolean;
@@ -51,8 +53,12 @@ export function addPredictCommand(bench: Command): void {
     .requiredOption('--model <name>', 'model of the zoo (its gradient size)')
     .option('--results <dir>', 'folder with allreduce-*.json (and scaling-*.json)', 'bench/results')
     .option(
+      '--link <rate>',
+      'use the results measured on emulated links of this rate (bench allreduce/scaling --link)',
+    )
+    .option(
       '--scaling <file>',
-      'bench scaling results (default: <results>/scaling-<model>-ring.json)',
+      'bench scaling results to check against (default: every <results>/scaling-<model>-*.json of the link)',
     )
     .option(
       '--compute-ms <ms>',
@@ -73,21 +79,24 @@ export function addPredictCommand(bench: Command): void {
     .option('--out <dir>', 'folder for the JSON, Markdown and chart files (default: --results)')
     .action(async (flags: PredictFlags) => {
       const model = parseModelName(flags.model);
-      const scalingPath = flags.scaling ?? join(flags.results, `scaling-${model}-ring.json`);
+      const link = flags.link === undefined ? undefined : parseLinkRate(flags.link).text;
       const scaling =
-        flags.scaling !== undefined || existsSync(scalingPath)
-          ? await readScaling(scalingPath)
-          : undefined;
-      const one = scaling?.results.find((r) => r.workers === 1);
+        flags.scaling !== undefined
+          ? [await readScaling(flags.scaling)]
+          : await scalingReports(flags.results, model, link);
+      // The step time of one worker: from the plain run's N = 1 when there is one.
+      const reference = scaling.find((r) => (r.compression ?? 'none') === 'none') ?? scaling[0];
+      const one = reference?.results.find((r) => r.workers === 1);
       const computeMs =
         flags.computeMs !== undefined ? positive(flags.computeMs, '--compute-ms') : one?.stepMs;
       const batchSize =
         flags.batchSize !== undefined
           ? positive(flags.batchSize, '--batch-size')
-          : scaling?.batchSize;
+          : reference?.batchSize;
       if (computeMs === undefined || batchSize === undefined) {
+        const on = link ? ` --link ${link}` : '';
         throw new UserError(
-          `no step time for ${model}: run tfjs-ddp bench scaling --model ${model} --out ${flags.results}, or give --compute-ms and --batch-size`,
+          `no step time for ${model}: run tfjs-ddp bench scaling --model ${model}${on} --out ${flags.results}, or give --compute-ms and --batch-size`,
         );
       }
       await initBackend('cpu');
@@ -103,26 +112,39 @@ export function addPredictCommand(bench: Command): void {
           ? DEFAULT_BUCKET_BYTES
           : positive(flags.bucketSizeMb, '--bucket-size-mb') * 1024 * 1024;
       // Fitted first: a missing benchmark is said before PowerSGD is timed.
-      const fitted = await links(flags);
+      const fitted = await links(flags, link);
       const rank = positive(flags.powersgdRank, '--powersgd-rank');
       if (!Number.isInteger(rank)) throw new UserError('--powersgd-rank must be a whole number');
+      const ranks = new Set([rank]);
+      for (const r of scaling) {
+        const checked = powerSgdRank(r.compression ?? 'none');
+        if (checked) ranks.add(checked);
+      }
+      const powerSgdChecked = [];
+      for (const r of ranks) {
+        powerSgdChecked.push(
+          await measurePowerSgd(shapes, r, DEFAULT_FIRST_BUCKET_BYTES, bucketBytes),
+        );
+      }
       const inputs = {
         model,
         gradientBytes,
         firstBucketBytes: DEFAULT_FIRST_BUCKET_BYTES,
         bucketBytes,
-        powerSgd: await measurePowerSgd(shapes, rank, DEFAULT_FIRST_BUCKET_BYTES, bucketBytes),
+        powerSgd: powerSgdChecked[0],
+        powerSgdChecked,
         computeMs,
         batchSize,
         speedup: positive(flags.speedup, '--speedup'),
         accumulate: parsePositiveIntegers(flags.accumulate, '--accumulate'),
         workers,
         links: fitted,
+        link,
       };
       const { rows, checks } = predict({ ...inputs, scaling });
       const report: PredictReport = { inputs, rows, checks };
       const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
-      const name = `predict-${model}`;
+      const name = `predict-${model}${link ? `-${link}` : ''}`;
       const chart = await renderChart(predictChartSpec(report));
       const files: Record<string, string | Uint8Array> = {
         [`${name}.json`]: `${JSON.stringify({ command, date: new Date().toISOString(), ...report }, null, 2)}\n`,
@@ -138,8 +160,11 @@ export function addPredictCommand(bench: Command): void {
     });
 }
 
-async function links(flags: PredictFlags): Promise<FittedLink[]> {
-  if (flags.linkMbps === undefined && flags.latencyUs === undefined) return fitLinks(flags.results);
+async function links(flags: PredictFlags, link: string | undefined): Promise<FittedLink[]> {
+  if (flags.linkMbps === undefined && flags.latencyUs === undefined) {
+    return fitLinks(flags.results, link);
+  }
+  if (link !== undefined) throw new UserError('--link reads measured links: leave out --link-mbps');
   if (flags.linkMbps === undefined || flags.latencyUs === undefined) {
     throw new UserError('--link-mbps and --latency-us go together');
   }
@@ -153,6 +178,19 @@ async function links(flags: PredictFlags): Promise<FittedLink[]> {
     betaMsPerByte: 1 / (mbps * 1000) / (compression === 'bf16' ? 2 : 1),
     source: `--link-mbps ${mbps} --latency-us ${flags.latencyUs}`,
   }));
+}
+
+/** Every `bench scaling` report of `model` in `dir` measured on `link` (absent: loopback). */
+async function scalingReports(
+  dir: string,
+  model: string,
+  link: string | undefined,
+): Promise<ScalingReport[]> {
+  const names = (await readdir(dir).catch(() => [] as string[]))
+    .filter((f) => f.startsWith(`scaling-${model}-`) && f.endsWith('.json'))
+    .sort();
+  const reports = await Promise.all(names.map((f) => readScaling(join(dir, f))));
+  return reports.filter((r) => r.model === model && r.link === link);
 }
 
 async function readScaling(path: string): Promise<ScalingReport> {

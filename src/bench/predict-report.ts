@@ -1,6 +1,12 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { formatBytes } from './byte-sizes.js';
-import type { FittedLink, PredictCheck, PredictInputs, PredictRow } from './predict-bench.js';
+import {
+  CHECK_TOLERANCE,
+  type FittedLink,
+  type PredictCheck,
+  type PredictInputs,
+  type PredictRow,
+} from './predict-bench.js';
 
 export interface PredictReport {
   inputs: Omit<PredictInputs, 'scaling'>;
@@ -64,18 +70,25 @@ export function formatPredictTables(report: PredictReport): string {
   return `${out.join('\n')}\n`;
 }
 
+/** "+4.2% (within 15%)": how far a predicted step is from the measured one. */
+function stepErrorText(c: PredictCheck): string {
+  const within = Math.abs(c.stepError) <= CHECK_TOLERANCE ? 'within' : 'OUTSIDE';
+  const sign = c.stepError >= 0 ? '+' : '';
+  return `${sign}${(100 * c.stepError).toFixed(1)}% (${within} ${100 * CHECK_TOLERANCE}%)`;
+}
+
 function checkLines(checks: PredictCheck[]): string[] {
   return checks.map(
     (c) =>
-      `N=${c.workers} measured: all-reduce ${c.measuredAllreduceMs.toFixed(1)} ms, ${c.measuredImagesPerSec.toFixed(1)} images/s, distribution efficiency ${c.measuredDistributionEfficiency.toFixed(3)}; ` +
-      `predicted: ${c.predictedAllreduceMs.toFixed(1)} ms, ${c.predictedImagesPerSec.toFixed(1)} images/s, ${c.predictedDistributionEfficiency.toFixed(3)}`,
+      `N=${c.workers} ${c.compression} measured: step ${c.measuredStepMs.toFixed(0)} ms, all-reduce ${c.measuredAllreduceMs.toFixed(1)} ms, distribution efficiency ${c.measuredDistributionEfficiency.toFixed(3)}; ` +
+      `predicted: step ${c.predictedStepMs.toFixed(0)} ms ${stepErrorText(c)}, all-reduce ${c.predictedAllreduceMs.toFixed(1)} ms, ${c.predictedDistributionEfficiency.toFixed(3)}`,
   );
 }
 
 /** Markdown: inputs, one table per block (images/s and efficiency), the check. */
 export function predictMarkdown(report: PredictReport, command: string): string {
   const out = [
-    `### Predicted scaling: ${report.inputs.model}`,
+    `### Predicted scaling: ${report.inputs.model}${report.inputs.link ? ` (links of ${report.inputs.link})` : ''}`,
     '',
     `\`${command}\``,
     '',
@@ -98,12 +111,12 @@ export function predictMarkdown(report: PredictReport, command: string): string 
   if (report.checks.length > 0) {
     out.push('', '**Check against the measured runs**', '');
     out.push(
-      '| N | all-reduce ms (measured / predicted) | images/s (measured / predicted) | distribution eff. (measured / predicted) |',
+      '| compression | N | step ms (measured / predicted) | predicted − measured | all-reduce ms (measured / predicted) | images/s (measured / predicted) | distribution eff. (measured / predicted) |',
     );
-    out.push('| ---: | ---: | ---: | ---: |');
+    out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of report.checks) {
       out.push(
-        `| ${c.workers} | ${c.measuredAllreduceMs.toFixed(1)} / ${c.predictedAllreduceMs.toFixed(1)} | ${c.measuredImagesPerSec.toFixed(1)} / ${c.predictedImagesPerSec.toFixed(1)} | ${c.measuredDistributionEfficiency.toFixed(3)} / ${c.predictedDistributionEfficiency.toFixed(3)} |`,
+        `| ${c.compression} | ${c.workers} | ${c.measuredStepMs.toFixed(0)} / ${c.predictedStepMs.toFixed(0)} | ${stepErrorText(c)} | ${c.measuredAllreduceMs.toFixed(1)} / ${c.predictedAllreduceMs.toFixed(1)} | ${c.measuredImagesPerSec.toFixed(1)} / ${c.predictedImagesPerSec.toFixed(1)} | ${c.measuredDistributionEfficiency.toFixed(3)} / ${c.predictedDistributionEfficiency.toFixed(3)} |`,
       );
     }
   }

@@ -147,3 +147,99 @@ it('says which benchmark to run when its results are missing', async () => {
     await rm(empty, { recursive: true, force: true });
   }
 });
+
+it('--link fits only that link and checks every compression measured on it', async () => {
+  const linked = await mkdtemp(join(tmpdir(), 'bench-predict-link-'));
+  try {
+    // A slow link (50 ms, 6 MB/s), next to loopback results that must not enter its fit.
+    const slow = { alphaMs: 50, betaMsPerByte: 1 / 6000 };
+    const write = (name: string, value: unknown) =>
+      writeFile(join(linked, name), JSON.stringify(value));
+    for (const [algo, f, link] of [
+      ['ring', fit, undefined],
+      ['star', fit, undefined],
+      ['ring', slow, { rate: '50mbit' }],
+      ['star', slow, { rate: '50mbit' }],
+    ] as const) {
+      await write(`allreduce-${algo}-none-n2${link ? '-50mbit' : ''}.json`, {
+        workers: 2,
+        algo,
+        compression: 'none',
+        link,
+        results: sizes.map((bytes) => ({ bytes, ms: allReduceMs(algo, f, bytes, 2) })),
+      });
+    }
+    const report = (compression: string, stepMs: number) => ({
+      model: 'lenet5',
+      allreduce: 'ring',
+      compression,
+      link: '50mbit',
+      batchSize: 32,
+      results: [
+        { workers: 1, imagesPerSec: 320, independentImagesPerSec: 320, stepMs: 100 },
+        {
+          workers: 2,
+          imagesPerSec: 64_000 / stepMs,
+          independentImagesPerSec: 500,
+          distributionEfficiency: 64_000 / stepMs / 500,
+          allreduceMs: stepMs - 128,
+          stepMs,
+        },
+      ],
+    });
+    await write('scaling-lenet5-ring-50mbit.json', report('none', 300));
+    await write('scaling-lenet5-ring-powersgd2-50mbit.json', report('powersgd:2', 250));
+    // A loopback run of the same model: not checked against the slow link.
+    await write('scaling-lenet5-ring.json', { ...report('none', 130), link: undefined });
+    const r = await runCli([
+      ...['bench', 'predict', '--model', 'lenet5', '--results', linked, '--link', '50mbit'],
+      ...['--max-workers', '2', '--accumulate', '1', '--powersgd-rank', '4', '--json'],
+    ]);
+    expect(errorLines(r.stderr)).toEqual([]);
+    expect(r.code).toBe(0);
+    const { inputs, checks } = JSON.parse(r.stdout);
+    expect(inputs.link).toBe('50mbit');
+    const ring = inputs.links.find(
+      (l: { algo: string; compression: string }) => l.algo === 'ring' && l.compression === 'none',
+    );
+    expect(ring.alphaMs).toBeCloseTo(slow.alphaMs, 3);
+    expect(ring.betaMsPerByte / slow.betaMsPerByte).toBeCloseTo(1, 4);
+    expect(inputs.powerSgdChecked.map((p: { rank: number }) => p.rank)).toEqual([4, 2]);
+
+    expect(checks.map((c: { compression: string }) => c.compression)).toEqual([
+      'none',
+      'powersgd:2',
+    ]);
+    const [plain, compressed] = checks;
+    const contended = (2 * 32 * 1000) / 500;
+    const S = inputs.gradientBytes;
+    // lenet5 fits one bucket: 2 latencies and S each way for a 2-rank ring.
+    const t = 2 * ring.alphaMs + S * ring.betaMsPerByte;
+    expect(plain.predictedAllreduceMs).toBeCloseTo(t, 6);
+    expect(plain.predictedStepMs).toBeCloseTo(contended + t, 6);
+    expect(plain.measuredStepMs).toBe(300);
+    expect(plain.stepError).toBeCloseTo((contended + t) / 300 - 1, 9);
+    // PowerSGD: its bytes in 2 operations, and its CPU time, on the float32 link.
+    const p2 = inputs.powerSgdChecked[1];
+    const tp = 4 * ring.alphaMs + p2.sentBytes * ring.betaMsPerByte + p2.codecMs;
+    expect(compressed.predictedAllreduceMs).toBeCloseTo(tp, 6);
+    expect(compressed.predictedStepMs).toBeCloseTo(contended + tp, 6);
+    const md = await readFile(join(linked, 'predict-lenet5-50mbit.md'), 'utf8');
+    expect(md).toContain('(links of 50mbit)');
+    expect(md).toMatch(
+      /\| powersgd:2 \| 2 \| 250 \/ \d+ \| [+-]\d+\.\d% \((within|OUTSIDE) 15%\) \|/,
+    );
+
+    // No results measured on that link: the error names the command that makes them.
+    const other = await runCli([
+      ...['bench', 'predict', '--model', 'lenet5', '--results', linked, '--link', '1gbit'],
+      ...['--compute-ms', '50', '--batch-size', '32'],
+    ]);
+    expect(other.code).toBe(2);
+    expect(errorLines(other.stderr)[0]).toMatch(
+      /no all-reduce results for ring on 1gbit links .* --link 1gbit/,
+    );
+  } finally {
+    await rm(linked, { recursive: true, force: true });
+  }
+});
