@@ -1,7 +1,8 @@
 import { keyedRandom } from '../keyed-random.js';
 import type { Collective } from './collective.js';
 import type { CommHookContext, CommHookState } from './comm-hook.js';
-import { expand, orthonormalizeColumns, projectColumns, projectRows } from './power-sgd-math.js';
+import { orthonormalizeRows } from './power-sgd-math.js';
+import { createPowerSgdKernels, type PowerSgdKernels } from './wasm-power-sgd.js';
 
 /** PyTorch's `min_compression_rate`: a matrix is compressed when that saves over half its bytes. */
 const MIN_COMPRESSION_RATE = 2;
@@ -42,6 +43,13 @@ function planParameters(shapes: readonly (readonly number[])[], rank: number): P
   });
 }
 
+/** Where each of `lengths` starts when they are laid back to back, then their total. */
+function backToBack(lengths: readonly number[]): number[] {
+  const starts = [0];
+  for (const length of lengths) starts.push(starts[starts.length - 1] + length);
+  return starts;
+}
+
 /** Values PowerSGD of `rank` all-reduces per step for `shapes` (P and Q, and what goes whole). */
 export function powerSgdSentElements(shapes: readonly (readonly number[])[], rank: number): number {
   return planParameters(shapes, rank).reduce(
@@ -65,6 +73,10 @@ export function powerSgdSentElements(shapes: readonly (readonly number[])[], ran
  * the checkpoint stores the errors' sum (one more all-reduce) and a resumed run, with any number
  * of ranks, gives each rank sum/N.
  *
+ * The products and the error feedback run in SIMD WebAssembly (power-sgd-wat.ts), with float32
+ * sums in an order fixed by the shapes (PyTorch sums in float32 too); only the orthonormalisation,
+ * on C×r values, stays in JavaScript (float64).
+ *
  * Unlike PyTorch (which defaults to 1000 uncompressed steps first), compression starts at the
  * first step. Buckets run one after the other, in order: each runs two operations, and several
  * buckets in flight would start them in an order that depends on timing, which the collective's
@@ -74,8 +86,16 @@ export class PowerSgdHook implements CommHookState {
   private readonly plans: ParameterPlan[];
   /** Every compressed parameter's Q (R×r), back to back: the same on every rank. */
   private q: Float32Array;
-  /** This rank's error feedback over the whole flat gradient (zero where sent whole). */
-  private error: Float32Array;
+  /** Values of error feedback: one per gradient value (zero where sent whole). */
+  private readonly errorLength: number;
+  /**
+   * The SIMD kernels, which also hold this rank's error feedback. Loaded when the hook is built
+   * and awaited by every bucket: with no JavaScript fallback, no result depends on whether they
+   * had loaded yet.
+   */
+  private readonly loading: Promise<PowerSgdKernels>;
+  /** Error feedback from a checkpoint, written into the kernels' memory once they are there. */
+  private imported: Float32Array | undefined;
   /** The previous bucket's run: the next starts after it. */
   private tail: Promise<void> = Promise.resolve();
 
@@ -85,9 +105,12 @@ export class PowerSgdHook implements CommHookState {
   ) {
     this.plans = planParameters(shapes, rank);
     const last = this.plans.at(-1);
-    this.error = new Float32Array(last ? last.offset + last.size : 0);
+    this.errorLength = last ? last.offset + last.size : 0;
     this.q = new Float32Array(this.plans.reduce((n, p) => n + p.rows * p.rank, 0));
     this.initialQ();
+    this.loading = createPowerSgdKernels(this.errorLength);
+    // A failure is reported by the first bucket that awaits it, not as an unhandled rejection.
+    this.loading.catch(() => undefined);
   }
 
   run(values: Float32Array, ctx: CommHookContext): Promise<void> {
@@ -97,86 +120,106 @@ export class PowerSgdHook implements CommHookState {
   }
 
   async exportState(collective: Collective): Promise<Record<string, Float32Array>> {
-    const errorSum = this.error.slice();
+    const errorSum = (await this.kernels()).errors().slice();
     await collective.allReduceSum(errorSum);
     return { [ERROR_SUM_STATE]: errorSum, [Q_STATE]: this.q.slice() };
   }
 
   importState(saved: Readonly<Record<string, Float32Array>>, share: number): void {
     const errorSum = saved[ERROR_SUM_STATE];
-    if (errorSum?.length === this.error.length) {
-      this.error = Float32Array.from(errorSum, (e) => e * share);
+    if (errorSum?.length === this.errorLength) {
+      this.imported = Float32Array.from(errorSum, (e) => e * share);
     }
     // Another rank's Q has another length: a fresh start is all it can have.
     const q = saved[Q_STATE];
     if (q?.length === this.q.length) this.q = q.slice();
   }
 
+  /** The kernels, with the imported error feedback (if any) in place. */
+  private async kernels(): Promise<PowerSgdKernels> {
+    const kernels = await this.loading;
+    if (this.imported) {
+      kernels.errors().set(this.imported);
+      this.imported = undefined;
+    }
+    return kernels;
+  }
+
+  /**
+   * The bucket is copied into the kernels' workspace once, followed by room for the Pᵀ and Q of
+   * its compressed parameters; the products run there and the result is copied out once. Only
+   * P and Q (small) travel between the workspace and the all-reduce buffers.
+   */
   private async reduceBucket(values: Float32Array, ctx: CommHookContext): Promise<void> {
+    const kernels = await this.kernels();
     const { collective, bucket } = ctx;
     const plans = this.plans.slice(bucket.firstParameter, bucket.endParameter);
-    const errors = this.error.subarray(bucket.start, bucket.end);
-    for (let i = 0; i < values.length; i++) values[i] += errors[i];
-    const at = (p: ParameterPlan) =>
-      values.subarray(p.offset - bucket.start, p.offset - bucket.start + p.size);
     const compressed = plans.filter((p) => p.rank > 0);
     const whole = plans.filter((p) => p.rank === 0);
+    // Workspace offsets: M at 0 (a parameter at its place in the bucket), then every Pᵀ, every Q.
+    const at = (p: ParameterPlan) => p.offset - bucket.start;
+    const pAt = backToBack(compressed.map((p) => p.cols * p.rank));
+    const qAt = backToBack(compressed.map((p) => p.rows * p.rank));
+    const pLength = pAt.pop() ?? 0;
+    const qLength = qAt.pop() ?? 0;
+    const pStart = values.length;
+    const qStart = pStart + pLength;
+    kernels.reserve(qStart + qLength);
+    kernels.workspace(0, values.length).set(values);
+    kernels.addErrors(0, bucket.start, values.length);
+    const q = kernels.workspace(qStart, qLength);
+    compressed.forEach((p, i) => {
+      q.set(this.q.subarray(p.qOffset, p.qOffset + p.rows * p.rank), qAt[i]);
+    });
 
-    // First all-reduce: the parameters sent whole, then each compressed one's P = M·Q.
-    const first = new Float32Array(
-      whole.reduce((n, p) => n + p.size, 0) + compressed.reduce((n, p) => n + p.cols * p.rank, 0),
-    );
+    // First all-reduce: the parameters sent whole, then each compressed one's Pᵀ = (M·Q)ᵀ.
+    const wholeLength = whole.reduce((n, p) => n + p.size, 0);
+    const first = new Float32Array(wholeLength + pLength);
     let offset = 0;
     for (const p of whole) {
-      first.set(at(p), offset);
+      first.set(kernels.workspace(at(p), p.size), offset);
       offset += p.size;
     }
-    const pOffsets = compressed.map((p) => {
-      const start = offset;
-      const q = this.q.subarray(p.qOffset, p.qOffset + p.rows * p.rank);
-      projectColumns(
-        at(p),
-        p.rows,
-        p.cols,
-        q,
-        p.rank,
-        first.subarray(start, start + p.cols * p.rank),
-      );
-      offset += p.cols * p.rank;
-      return start;
+    compressed.forEach((p, i) => {
+      kernels.projectColumns(at(p), p.rows, p.cols, qStart + qAt[i], p.rank, pStart + pAt[i]);
     });
+    first.set(kernels.workspace(pStart, pLength), wholeLength);
     await collective.allReduceSum(first, { bucket: bucket.index, onPeersReady: ctx.onPeersReady });
 
     // Second all-reduce: Q = Mᵀ·P for the orthonormalised sum P.
-    const second = new Float32Array(compressed.reduce((n, p) => n + p.rows * p.rank, 0));
-    let qAt = 0;
+    const pSum = first.subarray(wholeLength);
     compressed.forEach((p, i) => {
-      const pSum = first.subarray(pOffsets[i], pOffsets[i] + p.cols * p.rank);
-      orthonormalizeColumns(pSum, p.cols, p.rank);
-      projectRows(at(p), p.rows, p.cols, pSum, p.rank, second.subarray(qAt, qAt + p.rows * p.rank));
-      qAt += p.rows * p.rank;
+      orthonormalizeRows(pSum.subarray(pAt[i], pAt[i] + p.cols * p.rank), p.rank, p.cols);
     });
+    kernels.workspace(pStart, pLength).set(pSum);
+    compressed.forEach((p, i) => {
+      kernels.projectRows(at(p), p.rows, p.cols, pStart + pAt[i], p.rank, qStart + qAt[i]);
+    });
+    const second = kernels.workspace(qStart, qLength).slice();
     if (second.length > 0) await collective.allReduceSum(second, { bucket: bucket.index });
 
+    // The bucket becomes the sums: whole, or Q·Pᵀ with the error feedback M − Q·Pᵀ/N.
     offset = 0;
     for (const p of whole) {
-      at(p).set(first.subarray(offset, offset + p.size));
-      errors.subarray(p.offset - bucket.start, p.offset - bucket.start + p.size).fill(0);
+      kernels.workspace(at(p), p.size).set(first.subarray(offset, offset + p.size));
+      kernels.errors(p.offset, p.size).fill(0);
       offset += p.size;
     }
-    qAt = 0;
-    const n = collective.worldSize;
+    kernels.workspace(qStart, qLength).set(second);
     compressed.forEach((p, i) => {
-      const qSum = second.subarray(qAt, qAt + p.rows * p.rank);
-      this.q.set(qSum, p.qOffset);
-      qAt += p.rows * p.rank;
-      const m = at(p);
-      const error = errors.subarray(p.offset - bucket.start, p.offset - bucket.start + p.size);
-      error.set(m);
-      const pSum = first.subarray(pOffsets[i], pOffsets[i] + p.cols * p.rank);
-      expand(qSum, pSum, p.rows, p.cols, p.rank, m);
-      for (let k = 0; k < error.length; k++) error[k] -= m[k] / n;
+      this.q.set(second.subarray(qAt[i], qAt[i] + p.rows * p.rank), p.qOffset);
+      kernels.expandError(
+        qStart + qAt[i],
+        pStart + pAt[i],
+        p.rows,
+        p.cols,
+        p.rank,
+        at(p),
+        p.offset,
+        collective.worldSize,
+      );
     });
+    values.set(kernels.workspace(0, values.length));
   }
 
   /** Standard normal values (Box-Muller) from a generator with fixed keys: the same Q everywhere. */
