@@ -7,6 +7,7 @@ import type { OptimizerConfig } from '../config/train-config.js';
 import type { Batch } from '../data/batch.js';
 import { setDropoutKeys } from '../models/keyed-dropout.js';
 import { logitsModel } from '../models/zoo.js';
+import { type GradientListener, tappedVariableGrads } from './gradient-tap.js';
 import { createOptimizer, type Optimizer, type OptimizerState } from './optimizer.js';
 import {
   layoutOf,
@@ -92,6 +93,8 @@ export class TrainStep {
   readonly movingStatsLayout: WeightLayout;
 
   private readonly logits: tfl.LayersModel;
+  /** The model's trainable LayerVariables, whose reads the gradient tap follows. */
+  private readonly trainableWeights: tfl.LayerVariable[];
   private readonly trainable: tf.Variable[];
   private readonly all: tf.Variable[];
   private readonly moving: tf.Variable[];
@@ -111,6 +114,7 @@ export class TrainStep {
       ws.map((w) => ({ name: w.originalName, shape: w.shape as number[] }));
     const weights = modelWeights(model);
     this.logits = logitsModel(model);
+    this.trainableWeights = model.trainableWeights;
     this.trainable = vars(model.trainableWeights);
     this.moving = vars(model.nonTrainableWeights);
     this.all = weights.variables;
@@ -207,12 +211,15 @@ export class TrainStep {
    * are the batch's global dataset indices (in batch order) and, with `epoch`, key the dropout
    * masks. Returns the gradient of the mean loss; pass `out` (trainableLayout.size floats) to
    * reuse a buffer, else a new one is returned. The weights are not changed.
+   * With `listener`, each weight's gradient is also handed to it from inside the backward pass
+   * as soon as it is final (gradient-tap.ts); the result is bit-identical either way.
    */
   computeGradients(
     batch: Batch,
     sampleIndices: ArrayLike<number>,
     epoch: number,
     out = new Float32Array(this.trainableLayout.size),
+    listener?: GradientListener,
   ): GradientResult {
     if (sampleIndices.length !== batch.count) {
       throw new Error(`${sampleIndices.length} sample indices for a batch of ${batch.count}`);
@@ -227,11 +234,14 @@ export class TrainStep {
         const labels = tf.tensor1d(batch.labels, 'int32');
         const oneHot = tf.oneHot(labels, this.classCount);
         let predicted: tf.Tensor | undefined;
-        const { value, grads } = tf.variableGrads(() => {
+        const loss = () => {
           const logits = this.logits.apply(xs, { training: true }) as tf.Tensor;
           predicted = tf.keep(tf.argMax(logits, 1));
           return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
-        }, this.trainable);
+        };
+        const { value, grads } = listener
+          ? tappedVariableGrads(this.trainableWeights, loss, listener)
+          : tf.variableGrads(loss, this.trainable);
         readFlat(
           this.trainable.map((v) => grads[v.name]),
           this.trainableLayout,
