@@ -64,19 +64,31 @@ async function reduceAll(
 }
 
 describe('planBuckets', () => {
-  it('closes a small first bucket, then buckets of the cap, of whole parameters', () => {
+  it('closes a small first bucket of the last parameters, then buckets of the cap, of whole parameters', () => {
+    // From the last parameter back: 5 + 100 floats reach 64 bytes, 30 + 20 reach 200, 10 is left.
     expect(planBuckets([10, 20, 30, 100, 5], 64, 200)).toEqual([
-      { index: 0, start: 0, end: 30, firstParameter: 0, endParameter: 2 },
-      { index: 1, start: 30, end: 160, firstParameter: 2, endParameter: 4 },
-      { index: 2, start: 160, end: 165, firstParameter: 4, endParameter: 5 },
+      { index: 0, start: 60, end: 165, firstParameter: 3, endParameter: 5 },
+      { index: 1, start: 10, end: 60, firstParameter: 1, endParameter: 3 },
+      { index: 2, start: 0, end: 10, firstParameter: 0, endParameter: 1 },
     ]);
     expect(planBuckets([])).toEqual([]);
   });
 
-  it('uses PyTorch DDP defaults: 1 MiB first, then 25 MiB', () => {
-    const buckets = planBuckets(Array.from({ length: 40 }, () => 1024 * 1024));
+  it('uses PyTorch DDP defaults: 1 MiB first, then 25 MiB, and covers the gradient back to front', () => {
+    const sizes = Array.from({ length: 40 }, () => 1024 * 1024);
+    const buckets = planBuckets(sizes);
     expect(buckets[0].end - buckets[0].start).toBe(1024 * 1024);
+    expect(buckets[0]).toMatchObject({
+      firstParameter: 39,
+      endParameter: 40,
+      end: 40 * 1024 * 1024,
+    });
     expect(buckets[1].end - buckets[1].start).toBe(7 * 1024 * 1024);
+    expect(buckets.at(-1)).toMatchObject({ start: 0, firstParameter: 0 });
+    for (let i = 1; i < buckets.length; i++) {
+      expect(buckets[i].end).toBe(buckets[i - 1].start);
+      expect(buckets[i].endParameter).toBe(buckets[i - 1].firstParameter);
+    }
   });
 });
 
@@ -92,8 +104,9 @@ describe('GradientReducer', () => {
       parameterSizes: SIZES,
       ...SMALL_BUCKETS,
     });
+    // From the last parameter back: one 3000 (≥ 4 KiB), then ≥ 32 KiB each.
     expect(reducer.buckets.map((b) => b.endParameter - b.firstParameter)).toEqual([
-      3, 2, 4, 3, 3, 3, 3, 3, 2,
+      1, 3, 3, 3, 3, 3, 3, 3, 2, 2,
     ]);
   });
 
@@ -129,7 +142,7 @@ describe('GradientReducer', () => {
       ),
     );
     for (const t of timings) {
-      expect(t.buckets.map((b) => b.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(t.buckets.map((b) => b.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       expect(t.buckets.reduce((n, b) => n + b.bytes, 0)).toBe(TOTAL * 4);
       for (const b of t.buckets) {
         expect(b.startMs).toBeGreaterThanOrEqual(0);

@@ -15,10 +15,14 @@ export const DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024;
 
 /**
  * Cuts parameters (element counts, in the fixed order of the flat gradient) into
- * buckets of whole parameters: a bucket closes once it holds at least
- * `firstBucketBytes` (the first) or `bucketBytes` (the others) of float32, so a
- * parameter larger than that fills a bucket alone. Every rank computes the same
- * plan from the same layout.
+ * buckets of whole parameters, from the LAST parameter to the first, as PyTorch DDP
+ * does: the backward pass finishes the last layers' gradients first, so bucket 0 (the
+ * small one) holds them and can leave while backward still runs for earlier layers.
+ * A bucket closes once it holds at least `firstBucketBytes` (bucket 0) or
+ * `bucketBytes` (the others) of float32, so a parameter larger than that fills a
+ * bucket alone. Each bucket is still a contiguous range [start, end) of the flat
+ * gradient; bucket i+1 ends where bucket i starts. Every rank computes the same plan
+ * from the same layout and reduces the buckets in index order.
  */
 export function planBuckets(
   parameterSizes: readonly number[],
@@ -26,18 +30,17 @@ export function planBuckets(
   bucketBytes = DEFAULT_BUCKET_BYTES,
 ): Bucket[] {
   const buckets: Bucket[] = [];
-  let start = 0;
-  let firstParameter = 0;
-  let end = 0;
-  parameterSizes.forEach((size, p) => {
-    end += size;
+  let end = parameterSizes.reduce((a, b) => a + b, 0);
+  let endParameter = parameterSizes.length;
+  let start = end;
+  for (let p = parameterSizes.length - 1; p >= 0; p--) {
+    start -= parameterSizes[p];
     const cap = buckets.length === 0 ? firstBucketBytes : bucketBytes;
-    const last = p === parameterSizes.length - 1;
-    if ((end - start) * 4 >= cap || last) {
-      buckets.push({ index: buckets.length, start, end, firstParameter, endParameter: p + 1 });
-      start = end;
-      firstParameter = p + 1;
+    if ((end - start) * 4 >= cap || p === 0) {
+      buckets.push({ index: buckets.length, start, end, firstParameter: p, endParameter });
+      end = start;
+      endParameter = p;
     }
-  });
+  }
   return buckets;
 }

@@ -41,11 +41,12 @@ export const SAMPLE_COUNT_BUCKET = 0xffff_ffff;
 
 /**
  * Turns each worker's mean gradient into the sample-weighted mean over all
- * workers, Σ b_r·g_r / G with G = Σ b_r, exact for uneven shards (DDP's Reducer
- * without autograd hooks: tfjs hands over all gradients at once, so overlap
- * comes from pipelining buckets). The flat gradient is cut into fused buckets of
- * whole parameters; each bucket is scaled by b_r/G and summed by the hook, up to
- * `maxInFlight` buckets at once.
+ * workers, Σ b_r·g_r / G with G = Σ b_r, exact for uneven shards (DDP's Reducer,
+ * called once the whole gradient is there: overlap with the backward pass needs
+ * the gradient tap and a transport off the main thread). The flat gradient is cut
+ * into fused buckets of whole parameters, the last layers' first (bucket-plan.ts);
+ * each bucket is scaled by b_r/G and summed by the hook, up to `maxInFlight`
+ * buckets at once, in index order on every rank.
  */
 export class GradientReducer {
   readonly buckets: readonly Bucket[];
