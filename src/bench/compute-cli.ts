@@ -54,6 +54,11 @@ export function addComputeCommand(bench: Command): void {
           `${model}: ${row.imagesPerSec} img/s (best ${row.bestImagesPerSec}, by CPU time ` +
             `${row.cpuImagesPerSec}), step ${row.medianStepMs} ms, peak RSS ${row.peakRssMiB} MiB\n`,
         );
+        // When each bucket could have left, had the all-reduce overlapped the backward pass.
+        const ready = (row.buckets ?? []).map((b) => medianOf(b.readyMs)).join(', ');
+        process.stderr.write(
+          `  forward ${medianOf(row.forwardMs ?? [])} ms, backward ${medianOf(row.backwardMs ?? [])} ms, buckets final at ${ready} ms into it\n`,
+        );
         for (const k of row.kernels?.slice(0, 12) ?? []) {
           process.stderr.write(
             `  ${k.name.padEnd(24)} ${String(k.calls).padStart(5)} ${k.ms} ms\n`,

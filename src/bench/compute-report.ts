@@ -61,7 +61,7 @@ function markdown(backend: string, rows: ComputeRow[]): string {
     '',
   ];
   const header = ['model', 'params', 'batch', 'img/s (median)', 'img/s (best)', 'img/s (by CPU)'];
-  header.push('step ms', 'of which apply ms', 'peak RSS MiB', 'measured');
+  header.push('step ms', 'forward ms', 'backward ms', 'apply ms', 'peak RSS MiB', 'measured');
   const cells = rows.map((r) => [
     r.model,
     r.params.toLocaleString('en-US'),
@@ -70,6 +70,8 @@ function markdown(backend: string, rows: ComputeRow[]): string {
     String(r.bestImagesPerSec),
     String(r.cpuImagesPerSec),
     String(r.medianStepMs),
+    r.forwardMs ? String(medianOf(r.forwardMs)) : '–',
+    r.backwardMs ? String(medianOf(r.backwardMs)) : '–',
     String(medianOf(r.applyMs)),
     String(r.peakRssMiB),
     `${r.date.slice(0, 10)}, ${r.warmupSteps}+${r.stepMs.length} steps`,
@@ -77,7 +79,42 @@ function markdown(backend: string, rows: ComputeRow[]): string {
   const numeric = header.map((_, i) => i > 0 && i < header.length - 1);
   lines.push(...markdownTable(header, numeric, cells));
   if (rows.length > 0) lines.push('', `Device: ${rows[0].device}; ${rows[0].cpu}.`);
+  lines.push(...readinessSection(rows));
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * When each bucket of the reducer's plan had its last gradient final (gradient tap): what an
+ * all-reduce overlapped with the backward pass could start on. Bucket 0 holds the last layers.
+ */
+function readinessSection(rows: ComputeRow[]): string[] {
+  const cells = rows.flatMap((r) => {
+    if (!r.buckets || !r.backwardMs) return [];
+    const backward = medianOf(r.backwardMs);
+    return r.buckets.map((b) => {
+      const ready = medianOf(b.readyMs);
+      return [
+        r.model,
+        String(b.index),
+        `${b.firstParameter}–${b.endParameter - 1}`,
+        (b.bytes / 1e6).toFixed(2),
+        String(ready),
+        backward > 0 ? `${Math.round((100 * ready) / backward)}%` : '–',
+      ];
+    });
+  });
+  if (cells.length === 0) return [];
+  const header = ['model', 'bucket', 'parameters', 'MB', 'final at ms', 'of backward'];
+  return [
+    '',
+    '## Gradient readiness',
+    '',
+    "Per bucket of the reducer's default plan (1 MiB of the last layers, then 25 MiB ones towards",
+    'the first): when its last gradient was final, ms after the backward pass started (median of',
+    'the timed steps), i.e. when an all-reduce overlapped with the backward pass could start it.',
+    '',
+    ...markdownTable(header, [false, true, false, true, true, true], cells),
+  ];
 }
 
 /** A Markdown table padded as the project's formatter (biome) pads it; numbers right-aligned. */

@@ -1,18 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
+import { planBuckets } from '../shared/collectives/bucket-plan.js';
 import { defaultRecipeFor } from '../shared/config/recipes.js';
 import type { Batch } from '../shared/data/batch.js';
 import { buildModel, countParams, isModelName } from '../shared/models/zoo.js';
 import { TrainStep } from '../shared/training/train-step.js';
+import { median } from './bandwidth.js';
+import { ReadinessRecorder } from './gradient-readiness.js';
 
 /**
  * One model's compute benchmark, run by `bench compute` in a process of its own (so that its
  * peak RSS is its own), as the hidden command
  * `tfjs-ddp bench compute-step <model> <backend> <batch> <warmup> <steps> [profile]`.
  * Times full training steps (forward, loss, gradients, flattening, optimiser apply) through the
- * same TrainStep a worker uses, on a synthetic batch, with the model's recipe optimiser. Prints
- * one JSON object (StepMeasurement) on stdout; with `profile`, also the heaviest kernels of one
- * step on stderr.
+ * same TrainStep a worker uses, on a synthetic batch, with the model's recipe optimiser, and
+ * through the gradient tap: when each bucket of the reducer's default plan could have started its
+ * all-reduce. Prints one JSON object (StepMeasurement) on stdout; with `profile`, also the
+ * heaviest kernels of one step on stderr.
  */
 export interface StepMeasurement {
   model: string;
@@ -31,11 +35,36 @@ export interface StepMeasurement {
   cpuMs: number[];
   gradientsMs: number[];
   applyMs: number[];
+  /**
+   * Of gradientsMs: to the loss, and from there to the last gradient (the rest: flattening).
+   * This and the next two are absent from results written before the gradient tap.
+   */
+  forwardMs?: number[];
+  backwardMs?: number[];
+  /**
+   * Median over the timed steps of when each trainable weight's gradient was final, ms after the
+   * backward pass started: `bench predict` places any bucket plan on it.
+   */
+  parameterReadyMs?: number[];
+  /**
+   * The reducer's default plan (a 1 MiB bucket of the last layers, then 25 MiB ones towards the
+   * first) and, per timed step, when each bucket's last gradient was final (ms after the
+   * backward pass started): when its all-reduce could start.
+   */
+  buckets?: BucketReadiness[];
   /** process.resourceUsage().maxRSS at the end, in MiB: includes the wasm heap, which never shrinks. */
   peakRssMiB: number;
   /** Tensors alive after the last step minus after the first: 0 unless something leaks. */
   tensorGrowth: number;
   kernels?: KernelCost[];
+}
+
+export interface BucketReadiness {
+  index: number;
+  firstParameter: number;
+  endParameter: number;
+  bytes: number;
+  readyMs: number[];
 }
 
 export interface KernelCost {
@@ -60,10 +89,13 @@ export async function runComputeStep(argv: string[]): Promise<void> {
   const batch = syntheticBatch(batchSize);
   const indices = Array.from({ length: batchSize }, (_, i) => i);
   const grads = new Float32Array(step.trainableLayout.size);
+  const plan = planBuckets(step.trainableLayout.sizes);
+  const recorder = new ReadinessRecorder(step.trainableLayout.sizes.length);
   const runStep = (): [number, number, number] => {
     const c0 = process.cpuUsage();
+    recorder.start();
     const t0 = performance.now();
-    step.computeGradients(batch, indices, 0, grads);
+    step.computeGradients(batch, indices, 0, grads, recorder);
     const t1 = performance.now();
     step.applyGradients(grads, recipe.optimizer.lr);
     const t2 = performance.now();
@@ -74,6 +106,15 @@ export async function runComputeStep(argv: string[]): Promise<void> {
   const warmup = Number(warmupText);
   for (let i = 0; i < warmup; i++) runStep();
   const tensorsBefore = tf.memory().numTensors;
+  const forwardMs: number[] = [];
+  const backwardMs: number[] = [];
+  const buckets: BucketReadiness[] = plan.map((b) => ({
+    index: b.index,
+    firstParameter: b.firstParameter,
+    endParameter: b.endParameter,
+    bytes: 4 * (b.end - b.start),
+    readyMs: [],
+  }));
   const result: StepMeasurement = {
     model,
     backend: info.name,
@@ -85,16 +126,28 @@ export async function runComputeStep(argv: string[]): Promise<void> {
     cpuMs: [],
     gradientsMs: [],
     applyMs: [],
+    forwardMs,
+    backwardMs,
+    buckets,
     peakRssMiB: 0,
     tensorGrowth: 0,
   };
+  const parameterReady: number[][] = [];
   for (let i = 0; i < Number(stepsText); i++) {
     const [g, a, cpu] = runStep();
     result.gradientsMs.push(round(g));
     result.applyMs.push(round(a));
     result.stepMs.push(round(g + a));
     result.cpuMs.push(round(cpu));
+    const pass = recorder.result(plan);
+    forwardMs.push(round(pass.forwardMs));
+    backwardMs.push(round(pass.backwardMs));
+    for (const [b, ms] of pass.bucketReadyMs.entries()) buckets[b].readyMs.push(round(ms));
+    parameterReady.push(pass.parameterReadyMs);
   }
+  result.parameterReadyMs = step.trainableLayout.sizes.map((_, p) =>
+    round(median(parameterReady.map((ready) => ready[p]))),
+  );
   result.tensorGrowth = tf.memory().numTensors - tensorsBefore;
   if (profile === 'profile') result.kernels = await profileStep(runStep);
   result.peakRssMiB = round(process.resourceUsage().maxRSS / 1024);

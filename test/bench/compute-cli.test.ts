@@ -29,9 +29,18 @@ describe('tfjs-ddp bench compute', () => {
     expect(row.peakRssMiB).toBeGreaterThan(0);
     // No tensor leaks from step to step.
     expect(row.tensorGrowth).toBe(0);
+    // The gradient tap's timeline: lenet5's 10 weights in one (1 MiB) bucket, final at the end.
+    expect(row.forwardMs).toHaveLength(2);
+    expect(row.backwardMs).toHaveLength(2);
+    expect(row.parameterReadyMs).toHaveLength(10);
+    expect(row.buckets).toEqual([
+      { index: 0, firstParameter: 0, endParameter: 10, bytes: 4 * 62_006, readyMs: row.backwardMs },
+    ]);
+    expect(Math.max(...row.parameterReadyMs)).toBeLessThanOrEqual(Math.max(...row.backwardMs));
     const md = await readFile(join(out, 'compute-wasm.md'), 'utf8');
     expect(md).toContain('Regenerate with `tfjs-ddp bench compute --backend wasm`.');
     expect(md).toMatch(/^\| lenet5 +\| +62,006 \| +8 \|/m);
+    expect(md).toMatch(/^\| lenet5 +\| +0 \| 0–9 +\| 0\.25 \| +[\d.]+ \| +100% \|$/m);
   });
 
   it('refuses an unknown model in one line', async () => {
