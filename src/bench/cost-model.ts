@@ -17,6 +17,11 @@
  * where E is the compression's own CPU time per step (PowerSGD's products; 0 without, and for
  * bf16 whose fitted β carries its codec). PowerSGD sends S' < S bytes in 2 operations per
  * bucket: T(S', N) with 2b latencies.
+ *
+ * With overlap (predictOverlappedStep), each bucket's all-reduce starts once its gradients are
+ * final in the last micro-batch's backward pass, and the buckets go over the link one after
+ * another: t = (k−1)·C + F + max(B, end of the last bucket's transfer) + R + E, with F, B, R
+ * the forward pass, the backward pass and the rest of C.
  */
 export type Algorithm = 'ring' | 'star';
 
@@ -93,6 +98,8 @@ export interface StepShape {
   gradientBytes: number;
   /** Operations per step (each pays the latency): buckets, or 2 per bucket for PowerSGD. */
   buckets: number;
+  /** With overlap, the operations of one bucket (2 for PowerSGD); default 1. */
+  operationsPerBucket?: number;
   /** The compression's CPU time per step, ms (not sped up with the compute: it runs in JS). */
   codecMs?: number;
 }
@@ -117,6 +124,62 @@ export function predictStep(
   const stepMs = compute + (shape.codecMs ?? 0) + allreduce;
   return {
     allreduceMs: allreduce,
+    stepMs,
+    imagesPerSec: (workers * accumulate * shape.batchSize) / (stepMs / 1000),
+    scalingEfficiency: compute / stepMs,
+  };
+}
+
+/**
+ * When a step's gradients are final, in shares of one micro-batch's compute C: the forward
+ * pass, the backward pass (the rest of C is data, flattening and the update), and per bucket,
+ * in reduction order (the last layers' first), the fraction of the backward pass after which
+ * its last gradient is final, with its float32 bytes.
+ */
+export interface OverlapShape {
+  forwardShare: number;
+  backwardShare: number;
+  buckets: readonly { readyFraction: number; bytes: number }[];
+}
+
+/**
+ * The step when the all-reduce overlaps the backward pass (PyTorch DDP; a transport off the
+ * main thread, so that transfers run while tfjs computes): bucket i is final at rᵢ·B after the
+ * backward pass started, and its transfer Tᵢ, the model's T(Sᵢ, N) with its own latencies, starts
+ * then or when the previous bucket's ends, whichever is later:
+ *
+ *   endᵢ = max(rᵢ·B, endᵢ₋₁) + Tᵢ,   t = (k−1)·C + F + max(B, end_last) + R + E
+ *
+ * Sᵢ is scaled by shape.gradientBytes / Σ Sᵢ, so a compression that sends fewer bytes (PowerSGD)
+ * sends them in the same proportions. E (the compression's CPU time) is not hidden: it runs on
+ * the CPU that computes. Only the last micro-batch overlaps: the others' gradients are
+ * accumulated, not sent. `allreduceMs` is Σ Tᵢ, the transfer whether hidden or not.
+ */
+export function predictOverlappedStep(
+  algo: Algorithm,
+  fit: LinkFit,
+  shape: StepShape,
+  overlap: OverlapShape,
+  workers: number,
+  accumulate = 1,
+): StepPrediction {
+  const planned = overlap.buckets.reduce((n, b) => n + b.bytes, 0);
+  const scale = planned > 0 ? shape.gradientBytes / planned : 0;
+  const forward = overlap.forwardShare * shape.computeMs;
+  const backward = overlap.backwardShare * shape.computeMs;
+  const rest = shape.computeMs - forward - backward;
+  let end = 0;
+  let transfers = 0;
+  for (const b of overlap.buckets) {
+    const t = allReduceMs(algo, fit, b.bytes * scale, workers, shape.operationsPerBucket ?? 1);
+    end = Math.max(b.readyFraction * backward, end) + t;
+    transfers += t;
+  }
+  const compute = accumulate * shape.computeMs;
+  const lastPass = forward + Math.max(backward, end) + rest;
+  const stepMs = (accumulate - 1) * shape.computeMs + lastPass + (shape.codecMs ?? 0);
+  return {
+    allreduceMs: transfers,
     stepMs,
     imagesPerSec: (workers * accumulate * shape.batchSize) / (stepMs / 1000),
     scalingEfficiency: compute / stepMs,

@@ -9,9 +9,11 @@ import {
   bucketCount,
   fitLink,
   type LinkFit,
+  predictOverlappedStep,
   predictStep,
   type StepShape,
 } from './cost-model.js';
+import type { OverlapProfile } from './readiness-profile.js';
 import type { ScalingReport } from './scaling-bench.js';
 
 export type Compression = 'none' | 'bf16' | 'powersgd';
@@ -23,6 +25,13 @@ export const SCENARIOS: readonly [Algorithm, Compression][] = [
   ['star', 'bf16'],
   ['star', 'powersgd'],
 ];
+
+/**
+ * The algorithms whose scenarios are also predicted with the all-reduce overlapping the backward
+ * pass: the ring, as every rank's transport thread would run it. The star's reduction point
+ * waits for every rank's bucket anyway.
+ */
+export const OVERLAPPED: readonly Algorithm[] = ['ring'];
 
 /** What PowerSGD changes in a step: fewer bytes, two operations per bucket, its own CPU time. */
 export interface PowerSgdShape {
@@ -62,6 +71,8 @@ export interface PredictInputs {
   powerSgd: PowerSgdShape;
   /** PowerSGD of every rank a checked run used (the scenarios' one included). */
   powerSgdChecked: PowerSgdShape[];
+  /** When the buckets' gradients are final in a step, for the overlap scenarios. */
+  overlap: OverlapProfile;
 }
 
 export interface PredictRow {
@@ -69,6 +80,8 @@ export interface PredictRow {
   computeMs: number;
   algo: Algorithm;
   compression: Compression;
+  /** The all-reduce starts each bucket once its gradients are final (predictOverlappedStep). */
+  overlap: boolean;
   accumulate: number;
   workers: number;
   allreduceMs: number;
@@ -120,27 +133,28 @@ export function predict(inputs: PredictInputs): { rows: PredictRow[]; checks: Pr
       ...shape,
       gradientBytes: sentBytes,
       buckets: 2 * buckets,
+      operationsPerBucket: 2,
       codecMs,
     };
     for (const link of inputs.links) {
-      for (const k of inputs.accumulate) {
-        for (const n of inputs.workers) {
-          const p = predictStep(
-            link.algo,
-            link,
-            link.compression === 'powersgd' ? compressed : shape,
-            n,
-            k,
-          );
-          rows.push({
-            compute,
-            computeMs,
-            algo: link.algo,
-            compression: link.compression,
-            accumulate: k,
-            workers: n,
-            ...p,
-          });
+      const linkShape = link.compression === 'powersgd' ? compressed : shape;
+      for (const overlap of OVERLAPPED.includes(link.algo) ? [false, true] : [false]) {
+        for (const k of inputs.accumulate) {
+          for (const n of inputs.workers) {
+            const p = overlap
+              ? predictOverlappedStep(link.algo, link, linkShape, inputs.overlap, n, k)
+              : predictStep(link.algo, link, linkShape, n, k);
+            rows.push({
+              compute,
+              computeMs,
+              algo: link.algo,
+              compression: link.compression,
+              overlap,
+              accumulate: k,
+              workers: n,
+              ...p,
+            });
+          }
         }
       }
     }

@@ -5,6 +5,7 @@ import { initBackend } from '../shared/backend/select-backend.js';
 import {
   DEFAULT_BUCKET_BYTES,
   DEFAULT_FIRST_BUCKET_BYTES,
+  planBuckets,
 } from '../shared/collectives/bucket-plan.js';
 import { powerSgdRank } from '../shared/collectives/grad-compression.js';
 import { UserError } from '../shared/errors.js';
@@ -21,6 +22,7 @@ import {
   predictChartSpec,
   predictMarkdown,
 } from './predict-report.js';
+import { computeResultFiles, overlapProfile, readinessProfile } from './readiness-profile.js';
 import { writeResultFiles } from './result-files.js';
 import type { ScalingReport } from './scaling-bench.js';
 
@@ -28,6 +30,7 @@ interface PredictFlags {
   model: string;
   results: string;
   scaling?: string;
+  computeResults?: string;
   computeMs?: string;
   batchSize?: string;
   speedup: string;
@@ -59,6 +62,10 @@ export function addPredictCommand(bench: Command): void {
     .option(
       '--scaling <file>',
       'bench scaling results to check against (default: every <results>/scaling-<model>-*.json of the link)',
+    )
+    .option(
+      '--compute-results <file>',
+      'bench compute results with the gradient readiness of the overlap scenarios (default: the first <results>/compute-*.json that has the model’s; else an assumption)',
     )
     .option(
       '--compute-ms <ms>',
@@ -104,6 +111,7 @@ export function addPredictCommand(bench: Command): void {
       const gradientBytes = 4 * countParams(architecture).trainableParams;
       const shapes = architecture.trainableWeights.map((w) => w.shape as number[]);
       architecture.dispose();
+      const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
       const maxWorkers = positive(flags.maxWorkers, '--max-workers');
       const workers: number[] = [];
       for (let n = 1; n <= maxWorkers; n *= 2) workers.push(n);
@@ -113,6 +121,14 @@ export function addPredictCommand(bench: Command): void {
           : positive(flags.bucketSizeMb, '--bucket-size-mb') * 1024 * 1024;
       // Fitted first: a missing benchmark is said before PowerSGD is timed.
       const fitted = await links(flags, link);
+      const profile =
+        flags.computeResults !== undefined
+          ? await readinessProfile([flags.computeResults], model, sizes, true)
+          : await readinessProfile(await computeResultFiles(flags.results), model, sizes);
+      const overlap = overlapProfile(
+        profile,
+        planBuckets(sizes, DEFAULT_FIRST_BUCKET_BYTES, bucketBytes),
+      );
       const rank = positive(flags.powersgdRank, '--powersgd-rank');
       if (!Number.isInteger(rank)) throw new UserError('--powersgd-rank must be a whole number');
       const ranks = new Set([rank]);
@@ -140,6 +156,7 @@ export function addPredictCommand(bench: Command): void {
         workers,
         links: fitted,
         link,
+        overlap,
       };
       const { rows, checks } = predict({ ...inputs, scaling });
       const report: PredictReport = { inputs, rows, checks };

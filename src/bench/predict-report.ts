@@ -7,6 +7,7 @@ import {
   type PredictInputs,
   type PredictRow,
 } from './predict-bench.js';
+import type { OverlapProfile } from './readiness-profile.js';
 
 export interface PredictReport {
   inputs: Omit<PredictInputs, 'scaling'>;
@@ -14,12 +15,18 @@ export interface PredictReport {
   checks: PredictCheck[];
 }
 
-const scenario = (r: { algo: string; compression: string }) =>
-  `${r.algo}${r.compression === 'none' ? '' : `+${r.compression}`}`;
+const scenario = (r: { algo: string; compression: string; overlap?: boolean }) =>
+  `${r.algo}${r.compression === 'none' ? '' : `+${r.compression}`}${r.overlap ? '+overlap' : ''}`;
 
 function linkLine(l: FittedLink): string {
   const mbps = l.betaMsPerByte > 0 ? `${(1 / l.betaMsPerByte / 1000).toFixed(0)} MB/s` : '∞';
   return `${scenario(l)}: α = ${(l.alphaMs * 1000).toFixed(1)} µs, 1/β = ${mbps} (from ${l.source})`;
+}
+
+function overlapLine(o: OverlapProfile): string {
+  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+  const ready = o.buckets.map((b) => pct(b.readyFraction)).join(', ');
+  return `+overlap: each bucket's all-reduce starts once its gradients are final, one bucket after another; forward ${pct(o.forwardShare)} and backward ${pct(o.backwardShare)} of the step, buckets (last layers first) final at ${ready} of the backward pass; from ${o.source}`;
 }
 
 function blocks(report: PredictReport) {
@@ -44,6 +51,7 @@ function header(report: PredictReport): string[] {
     `${i.model}: ${formatBytes(i.gradientBytes)}B of float32 gradients (${(i.gradientBytes / 4).toLocaleString('en-US')} parameters), buckets of ${formatBytes(i.bucketBytes)}B after a first of ${formatBytes(i.firstBucketBytes)}B`,
     ...i.links.map(linkLine),
     `powersgd: rank ${i.powerSgd.rank}, ${formatBytes(i.powerSgd.sentBytes)}B all-reduced per step in 2 operations per bucket, ${i.powerSgd.codecMs.toFixed(0)} ms of CPU per step for its products (measured here, not sped up with the compute)`,
+    overlapLine(i.overlap),
   ];
 }
 

@@ -1,6 +1,12 @@
 // The α–β model of bench predict against hand-computed cases.
 import { describe, expect, it } from 'vitest';
-import { allReduceMs, bucketCount, fitLink, predictStep } from '../../src/bench/cost-model.js';
+import {
+  allReduceMs,
+  bucketCount,
+  fitLink,
+  predictOverlappedStep,
+  predictStep,
+} from '../../src/bench/cost-model.js';
 
 const fit = { alphaMs: 0.1, betaMsPerByte: 1e-6 };
 
@@ -40,6 +46,52 @@ describe('step prediction', () => {
     expect(bucketCount(1000, 1000, 4000)).toBe(1);
     expect(bucketCount(1001, 1000, 4000)).toBe(2);
     expect(bucketCount(9001, 1000, 4000)).toBe(4);
+  });
+});
+
+describe('step prediction with the all-reduce overlapping the backward pass', () => {
+  // C = 100 ms: forward 30, backward 60, rest 10. Three 1 MB buckets, final at 10%, 50% and
+  // 100% of the backward pass (6, 30 and 60 ms into it).
+  const shape = { computeMs: 100, batchSize: 32, gradientBytes: 3e6, buckets: 3 };
+  const overlap = {
+    forwardShare: 0.3,
+    backwardShare: 0.6,
+    buckets: [
+      { readyFraction: 0.1, bytes: 1e6 },
+      { readyFraction: 0.5, bytes: 1e6 },
+      { readyFraction: 1, bytes: 1e6 },
+    ],
+  };
+
+  it('hides what the backward pass covers: only the last bucket is left after it', () => {
+    // Ring, N = 2: each bucket 2α + Sᵢβ = 1.2 ms; they end at 7.2, 31.2 and 61.2 ms.
+    const p = predictOverlappedStep('ring', fit, shape, overlap, 2);
+    expect(p.allreduceMs).toBeCloseTo(3.6, 12);
+    expect(p.stepMs).toBeCloseTo(30 + 61.2 + 10, 12);
+    expect(p.scalingEfficiency).toBeCloseTo(100 / 101.2, 12);
+    expect(p.imagesPerSec).toBeCloseTo((2 * 32) / 0.1012, 6);
+    // Without overlap: C + T(S, 2) with 3 latencies.
+    expect(predictStep('ring', fit, shape, 2).stepMs).toBeCloseTo(103.6, 12);
+    // Two micro-batches: the first is computed without sending anything.
+    expect(predictOverlappedStep('ring', fit, shape, overlap, 2, 2).stepMs).toBeCloseTo(201.2, 12);
+    expect(predictOverlappedStep('ring', fit, shape, overlap, 1).stepMs).toBe(100);
+  });
+
+  it('queues the buckets on a slow link: the step waits for the pipeline', () => {
+    // 10 MB/s: 100.2 ms a bucket; they end at 106.2, 206.4 and 306.6 ms into the backward pass.
+    const slow = { alphaMs: 0.1, betaMsPerByte: 1e-4 };
+    const p = predictOverlappedStep('ring', slow, shape, overlap, 2);
+    expect(p.stepMs).toBeCloseTo(30 + 306.6 + 10, 9);
+    // Overlap saved the backward pass after the first bucket was final: 60 − 6 ms.
+    expect(predictStep('ring', slow, shape, 2).stepMs - p.stepMs).toBeCloseTo(54, 9);
+  });
+
+  it('sends a compression’s fewer bytes in the buckets’ proportions, its operations and CPU time', () => {
+    // PowerSGD: 0.3 MB in all, 2 operations per bucket (4α + 0.1 MB·β = 0.5 ms), 5 ms of CPU.
+    const compressed = { ...shape, gradientBytes: 3e5, operationsPerBucket: 2, codecMs: 5 };
+    const p = predictOverlappedStep('ring', fit, compressed, overlap, 2);
+    expect(p.allreduceMs).toBeCloseTo(1.5, 12);
+    expect(p.stepMs).toBeCloseTo(30 + 60.5 + 10 + 5, 12);
   });
 });
 

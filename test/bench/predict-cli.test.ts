@@ -76,8 +76,8 @@ it('fits α and β, predicts with the model, and checks against the measured run
   expect(bf16.betaMsPerByte / fit.betaMsPerByte).toBeCloseTo(0.5, 6);
   expect(bf16.source).toMatch(/half the bytes/);
 
-  // 2 scenarios of compute × 6 links × 2 accumulations × N = 1, 2, 4, 8.
-  expect(rows).toHaveLength(96);
+  // 2 scenarios of compute × (6 links + 3 ring links overlapped) × 2 accumulations × N = 1, 2, 4, 8.
+  expect(rows).toHaveLength(144);
   const S = inputs.gradientBytes;
   const t = 6 * fit.alphaMs + 1.5 * S * fit.betaMsPerByte; // ring, N = 4, one bucket
   const row = rows.find(
@@ -85,6 +85,7 @@ it('fits α and β, predicts with the model, and checks against the measured run
       x.compute === 'faster' &&
       x.algo === 'ring' &&
       x.compression === 'none' &&
+      !x.overlap &&
       x.accumulate === 2 &&
       x.workers === 4,
   );
@@ -104,12 +105,32 @@ it('fits α and β, predicts with the model, and checks against the measured run
       x.compute === 'faster' &&
       x.algo === 'ring' &&
       x.compression === 'powersgd' &&
+      !x.overlap &&
       x.accumulate === 2 &&
       x.workers === 4,
   );
   const tp = 12 * fit.alphaMs + 1.5 * sentBytes * fit.betaMsPerByte;
   expect(compressed.allreduceMs).toBeCloseTo(tp, 6);
   expect(compressed.stepMs).toBeCloseTo(20 + codecMs + tp, 6);
+
+  // No bench compute results: the overlap scenarios assume a profile and say so. lenet5 fits one
+  // bucket, final only when the backward pass ends: overlap has nothing to hide.
+  expect(inputs.overlap.source).toMatch(/^assumed \(no bench compute results .* of lenet5\)/);
+  expect(inputs.overlap.forwardShare).toBeCloseTo(1 / 3, 12);
+  expect(inputs.overlap.backwardShare).toBeCloseTo(2 / 3, 12);
+  expect(inputs.overlap.buckets).toEqual([{ readyFraction: 1, bytes: S }]);
+  const overlapped = rows.find(
+    (x: Record<string, unknown>) =>
+      x.compute === 'faster' &&
+      x.algo === 'ring' &&
+      x.compression === 'none' &&
+      x.overlap &&
+      x.accumulate === 2 &&
+      x.workers === 4,
+  );
+  expect(overlapped.allreduceMs).toBeCloseTo(t, 9);
+  expect(overlapped.stepMs).toBeCloseTo(row.stepMs, 9);
+  expect(rows.some((x: Record<string, unknown>) => x.algo === 'star' && x.overlap)).toBe(false);
 
   // N = 2: the independent runs took 2 × 32 / 520 s per step; the model adds its all-reduce.
   expect(checks).toHaveLength(1);
@@ -120,7 +141,68 @@ it('fits α and β, predicts with the model, and checks against the measured run
   expect(checks[0].measuredImagesPerSec).toBe(500);
   const md = await readFile(join(dir, 'predict-lenet5.md'), 'utf8');
   expect(md).toContain('Check against the measured runs');
+  expect(md).toContain(
+    '| N | ring | ring+overlap | ring+bf16 | ring+bf16+overlap | ring+powersgd | ring+powersgd+overlap | star |',
+  );
   expect(await readFile(join(dir, 'predict-lenet5.svg'), 'utf8')).toMatch(/^<svg/);
+});
+
+it('overlaps the all-reduce with the backward pass as a bench compute profile says', async () => {
+  // Forward 20 ms and backward 50 ms of a 100 ms step; lenet5's one bucket is final 40 ms into
+  // the backward pass (its first layer's kernel), at 80%.
+  const profile = join(dir, 'profile.json');
+  const parameterReadyMs = [40, 39, 30, 28, 20, 18, 10, 8, 2, 1];
+  await writeFile(
+    profile,
+    JSON.stringify([
+      {
+        model: 'lenet5',
+        backend: 'wasm',
+        batch: 32,
+        stepMs: [100, 100, 100],
+        forwardMs: [20, 21, 20],
+        backwardMs: [50, 50, 49],
+        parameterReadyMs,
+      },
+    ]),
+  );
+  const r = await runCli([
+    ...['bench', 'predict', '--model', 'lenet5', '--results', dir, '--compute-results', profile],
+    ...['--max-workers', '4', '--accumulate', '1', '--speedup', '10', '--json'],
+  ]);
+  expect(errorLines(r.stderr)).toEqual([]);
+  expect(r.code).toBe(0);
+  const { inputs, rows } = JSON.parse(r.stdout);
+  expect(inputs.overlap.source).toMatch(
+    /^profile\.json \(lenet5 at batch 32 on wasm: forward 20 ms, backward 50 ms of a 100 ms step\)/,
+  );
+  expect(inputs.overlap.forwardShare).toBeCloseTo(0.2, 12);
+  expect(inputs.overlap.backwardShare).toBeCloseTo(0.5, 12);
+  expect(inputs.overlap.buckets).toEqual([{ readyFraction: 0.8, bytes: inputs.gradientBytes }]);
+  // Compute 10× faster: C = 10 ms, F = 2, B = 5, the rest 3. Ring, N = 4: the bucket's transfer
+  // T starts 4 ms into the backward pass; step = F + max(B, 4 + T) + 3.
+  const T = 6 * fit.alphaMs + 1.5 * inputs.gradientBytes * fit.betaMsPerByte;
+  const pick = (overlap: boolean) =>
+    rows.find(
+      (x: Record<string, unknown>) =>
+        x.compute === 'faster' &&
+        x.algo === 'ring' &&
+        x.compression === 'none' &&
+        x.overlap === overlap &&
+        x.workers === 4,
+    );
+  expect(pick(true).stepMs).toBeCloseTo(2 + Math.max(5, 4 + T) + 3, 9);
+  expect(pick(false).stepMs).toBeCloseTo(10 + T, 9);
+  expect(pick(true).scalingEfficiency).toBeCloseTo(10 / (5 + Math.max(5, 4 + T)), 9);
+
+  const missing = await runCli([
+    ...['bench', 'predict', '--model', 'vgg16', '--results', dir, '--compute-results', profile],
+    ...['--compute-ms', '50', '--batch-size', '32'],
+  ]);
+  expect(missing.code).toBe(2);
+  expect(errorLines(missing.stderr)[0]).toMatch(
+    /no gradient readiness of vgg16: run tfjs-ddp bench compute --models vgg16/,
+  );
 });
 
 it('says which benchmark to run when its results are missing', async () => {
