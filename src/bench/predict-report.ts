@@ -55,6 +55,9 @@ function header(report: PredictReport): string[] {
   ];
 }
 
+/** Width of a terminal column: the longest scenario name, ring+powersgd+overlap, and a gap. */
+const COLUMN = 23;
+
 /** The terminal tables: images/s and scaling efficiency per N and scenario. */
 export function formatPredictTables(report: PredictReport): string {
   const out = header(report).map((l) => `# ${l}`);
@@ -62,13 +65,13 @@ export function formatPredictTables(report: PredictReport): string {
     out.push(
       '',
       `# ${b.title}`,
-      ['N'.padStart(5), ...b.scenarios.map((s) => s.padStart(20))].join(''),
+      ['N'.padStart(5), ...b.scenarios.map((s) => s.padStart(COLUMN))].join(''),
     );
     for (const n of b.workers) {
       const cells = b.scenarios.map((s) => {
         const r = b.cell(n, s);
         return `${r.imagesPerSec.toFixed(1)} (${(r.scalingEfficiency * 100).toFixed(0)}%)`.padStart(
-          20,
+          COLUMN,
         );
       });
       out.push([String(n).padStart(5), ...cells].join(''));
