@@ -208,7 +208,8 @@ function checkRuns(inputs: PredictInputs, s: ScalingReport, buckets: number): Pr
  * files without a link). A bf16 scenario without its own results is derived
  * from float32's fit with half the bytes (its encoding cost then left out); PowerSGD
  * sends float32, so it uses float32's fit (its bytes and CPU time come from
- * PowerSgdShape); a scenario with no results at all is an error naming the command to run.
+ * PowerSgdShape); an algorithm with no results is left out, and no ring results at all is an
+ * error naming the command to run.
  */
 export async function fitLinks(dir: string, link?: string): Promise<FittedLink[]> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((f) =>
@@ -230,32 +231,29 @@ export async function fitLinks(dir: string, link?: string): Promise<FittedLink[]
     entry.samples.push(...r.results.map((x) => ({ workers: r.workers, bytes: x.bytes, ms: x.ms })));
     samples.set(key, entry);
   }
-  return SCENARIOS.map(([algo, compression]) => {
+  const fitted = SCENARIOS.flatMap(([algo, compression]): FittedLink[] => {
     const own = samples.get(`${algo}/${compression}`);
     if (own)
-      return { algo, compression, ...fitLink(algo, own.samples), source: own.files.join(', ') };
+      return [{ algo, compression, ...fitLink(algo, own.samples), source: own.files.join(', ') }];
     const plain = samples.get(`${algo}/none`);
     if (compression === 'powersgd' && plain) {
-      return {
-        algo,
-        compression,
-        ...fitLink(algo, plain.samples),
-        source: `${plain.files.join(', ')} (float32)`,
-      };
+      const source = `${plain.files.join(', ')} (float32)`;
+      return [{ algo, compression, ...fitLink(algo, plain.samples), source }];
     }
     if (compression === 'bf16' && plain) {
       const fit = fitLink(algo, plain.samples);
-      return {
-        algo,
-        compression,
-        alphaMs: fit.alphaMs,
-        betaMsPerByte: fit.betaMsPerByte / 2,
-        source: `${plain.files.join(', ')} with half the bytes`,
-      };
+      const source = `${plain.files.join(', ')} with half the bytes`;
+      return [{ algo, compression, ...fit, betaMsPerByte: fit.betaMsPerByte / 2, source }];
     }
+    // An algorithm measured on no link of this kind is left out (star is rarely measured on
+    // emulated links); the ring, which every run uses by default, must be there.
+    return [];
+  });
+  if (!fitted.some((l) => l.algo === 'ring')) {
     const on = link ? ` --link ${link}` : '';
     throw new UserError(
-      `no all-reduce results for ${algo}${link ? ` on ${link} links` : ''} in ${dir}: run tfjs-ddp bench allreduce --algo ${algo}${on} --out ${dir}`,
+      `no all-reduce results for ring${link ? ` on ${link} links` : ''} in ${dir}: run tfjs-ddp bench allreduce --algo ring${on} --out ${dir}`,
     );
-  });
+  }
+  return fitted;
 }
