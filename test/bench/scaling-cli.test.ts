@@ -124,3 +124,11 @@ it('refuses a warm-up that leaves no step to measure', async () => {
     /^--warmup-steps 2: must be a whole number that leaves a step to measure before the last/,
   );
 });
+
+it('refuses an unknown compression before it runs anything', async () => {
+  const r = await runCli(['bench', 'scaling', '--model', 'lenet5', '--grad-compression', 'fp8']);
+  expect(r.code).toBe(2);
+  expect(errorLines(r.stderr)).toEqual([
+    expect.stringMatching(/^--grad-compression: unknown compression "fp8": expected none, bf16/),
+  ]);
+});
