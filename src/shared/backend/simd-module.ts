@@ -1,7 +1,7 @@
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import wabt from 'wabt';
 import { simdKernelsWat } from './simd-kernels-wat.js';
 import { emscriptenModule } from './wasm-kernel-calls.js';
+import { compileWat, instantiateWasm, isWasmMemory } from './wat-assembler.js';
 import { winogradWat } from './winograd-wat.js';
 
 /**
@@ -19,13 +19,6 @@ export interface SimdKernels {
   max_pool_grad(...args: number[]): void;
 }
 
-/** The parts of the WebAssembly global used here (TypeScript's lib for Node lacks it). */
-interface WebAssemblyApi {
-  Memory: abstract new (...args: never[]) => object;
-  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
-
 let kernels: SimdKernels | undefined;
 
 /**
@@ -36,21 +29,13 @@ let kernels: SimdKernels | undefined;
 export async function loadSimdKernels(backend: BackendWasm): Promise<SimdKernels> {
   if (kernels !== undefined) return kernels;
   const memory = emscriptenModule(backend).asm?.memory;
-  if (!(memory instanceof wasmApi.Memory)) {
+  if (!isWasmMemory(memory)) {
     throw new Error('the tfjs wasm module does not expose its memory (asm.memory)');
   }
-  const toolkit = await wabt();
   const wat = `(module\n(import "env" "memory" (memory 1))\n${winogradWat()}\n${simdKernelsWat()})`;
-  const parsed = toolkit.parseWat('tfjs-ddp-simd.wat', wat, { simd: true });
-  try {
-    parsed.validate();
-    const { buffer } = parsed.toBinary({});
-    const { instance } = await wasmApi.instantiate(buffer, { env: { memory } });
-    kernels = instance.exports as unknown as SimdKernels;
-    return kernels;
-  } finally {
-    parsed.destroy();
-  }
+  const module = await compileWat('tfjs-ddp-simd.wat', wat);
+  kernels = (await instantiateWasm(module, { env: { memory } })) as SimdKernels;
+  return kernels;
 }
 
 /** The kernels if loadSimdKernels has run, else undefined (callers then fall back). */

@@ -20,16 +20,20 @@ export const params = (names: string[]) => names.map((n) => `(param $${n} i32)`)
 export const locals = (names: string[], type: string) =>
   names.map((n) => `(local $${n} ${type})`).join(' ');
 
-/** `for (v = 0; v < limit; v += step) body` */
-export function loop(v: string, limit: string, body: string[], step = 1): string {
+/** `while (v < limit) { body; v += step }`, from v's current value. */
+export function walk(v: string, limit: string, body: string[], step = 1): string {
   return [
-    set(v, i32(0)),
     `(block $${v}_end (loop $${v}_next`,
     `(br_if $${v}_end (i32.ge_u ${get(v)} ${limit}))`,
     ...body,
     set(v, add(get(v), i32(step))),
     `(br $${v}_next)))`,
   ].join('\n');
+}
+
+/** `for (v = 0; v < limit; v += step) body` */
+export function loop(v: string, limit: string, body: string[], step = 1): string {
+  return [set(v, i32(0)), walk(v, limit, body, step)].join('\n');
 }
 
 export const names = (prefix: string, rows: number, cols: number) =>

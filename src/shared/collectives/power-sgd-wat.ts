@@ -16,7 +16,19 @@
  * keeps 4 partial sums (one per lane) and adds them as (s0 + s1) + (s2 + s3), then the tail.
  */
 
-import { add, get, i32, load, locals, mul, params, set, store } from '../backend/wat-builder.js';
+import {
+  add,
+  get,
+  i32,
+  load,
+  locals,
+  loop,
+  mul,
+  params,
+  set,
+  store,
+  walk,
+} from '../backend/wat-builder.js';
 
 const fmul = (a: string, b: string) => `(f32x4.mul ${a} ${b})`;
 const fadd = (a: string, b: string) => `(f32x4.add ${a} ${b})`;
@@ -24,22 +36,6 @@ const f32Load = (addr: string) => `(f32.load ${addr})`;
 const f32Store = (addr: string, value: string) => `(f32.store ${addr} ${value})`;
 const lane = (v: string, k: number) => `(f32x4.extract_lane ${k} ${v})`;
 const ZERO = '(v128.const i64x2 0 0)';
-
-/** `while (pointer < end) { body; pointer += step }`, labelled by the pointer's name. */
-function walk(pointer: string, end: string, body: string[], step: number): string {
-  return [
-    `(block $${pointer}_end (loop $${pointer}_next`,
-    `(br_if $${pointer}_end (i32.ge_u ${get(pointer)} ${end}))`,
-    ...body,
-    set(pointer, add(get(pointer), i32(step))),
-    `(br $${pointer}_next)))`,
-  ].join('\n');
-}
-
-/** `for (v = 0; v < limit; v++) body` */
-function count(v: string, limit: string, body: string[]): string {
-  return [set(v, i32(0)), walk(v, limit, body, 1)].join('\n');
-}
 
 /**
  * Sets `vectorEnd` and `end` for a row of `cols` values starting at byte `start`: SIMD up to
@@ -97,7 +93,7 @@ function projectColumns(): string {
   ${set('rowBytes', mul(get('cols'), i32(4)))}
   ${set('d', get('pt'))}
   ${walk('d', add(get('pt'), mul(get('rank'), get('rowBytes'))), [f32Store(get('d'), '(f32.const 0)')], 4)}
-  ${count('x', get('rows'), [set('row', add(get('a'), mul(get('x'), get('rowBytes')))), ...rowBounds(get('row')), count('j', get('rank'), perRank)])})`;
+  ${loop('x', get('rows'), [set('row', add(get('a'), mul(get('x'), get('rowBytes')))), ...rowBounds(get('row')), loop('j', get('rank'), perRank)])})`;
 }
 
 /** Q[x, j] = row x of A · row j of Pᵀ: two contiguous rows per dot product. */
@@ -132,7 +128,7 @@ function projectRows(): string {
   ${locals(['sum'], 'f32')}
   ${locals(['acc'], 'v128')}
   ${set('rowBytes', mul(get('cols'), i32(4)))}
-  ${count('x', get('rows'), [set('row', add(get('a'), mul(get('x'), get('rowBytes')))), ...rowBounds(get('row')), count('j', get('rank'), perRank)])})`;
+  ${loop('x', get('rows'), [set('row', add(get('a'), mul(get('x'), get('rowBytes')))), ...rowBounds(get('row')), loop('j', get('rank'), perRank)])})`;
 }
 
 /**
@@ -146,7 +142,7 @@ function expandError(): string {
   const vector = [
     set('acc', ZERO),
     set('p', add(get('s'), get('shift'))),
-    count('j', get('rank'), [
+    loop('j', get('rank'), [
       set('acc', fadd(get('acc'), fmul(`(v128.load32_splat ${qAt('j')})`, load(ptAt())))),
     ]),
     set('m', load(get('s'))),
@@ -157,7 +153,7 @@ function expandError(): string {
   const scalar = [
     set('sum', '(f32.const 0)'),
     set('p', add(get('s'), get('shift'))),
-    count('j', get('rank'), [
+    loop('j', get('rank'), [
       set('sum', `(f32.add ${get('sum')} (f32.mul ${f32Load(qAt('j'))} ${f32Load(ptAt())}))`),
     ]),
     set('ms', f32Load(get('s'))),
@@ -182,7 +178,7 @@ function expandError(): string {
   ${set('rowBytes', mul(get('cols'), i32(4)))}
   ${set('ns', `(f32.convert_i32_u ${get('n')})`)}
   ${set('nv', `(f32x4.splat ${get('ns')})`)}
-  ${count('x', get('rows'), perRow)})`;
+  ${loop('x', get('rows'), perRow)})`;
 }
 
 /** `pointer += bytes` */

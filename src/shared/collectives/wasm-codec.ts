@@ -1,4 +1,4 @@
-import wabt from 'wabt';
+import { compileWat, instantiateWasm } from '../backend/wat-assembler.js';
 import { codecWat } from './codec-wat.js';
 
 /** 16-bit encodings the kernels know (float32 needs no encoding). */
@@ -14,12 +14,6 @@ interface CodecExports {
   add_fp16(acc: number, src: number, n: number): void;
   add_f32(acc: number, src: number, n: number): void;
 }
-
-/** The parts of the WebAssembly global used here (TypeScript's lib for Node lacks it). */
-interface WebAssemblyApi {
-  instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
 const PAGE = 65536;
 
@@ -95,18 +89,10 @@ let loading: Promise<WasmCodec> | undefined;
  */
 export function loadWasmCodec(): Promise<WasmCodec> {
   loading ??= (async () => {
-    const toolkit = await wabt();
     const wat = `(module\n(memory (export "memory") 1)\n${codecWat()})`;
-    const parsed = toolkit.parseWat('tfjs-ddp-codec.wat', wat, { simd: true });
-    try {
-      parsed.validate();
-      const { buffer } = parsed.toBinary({});
-      const { instance } = await wasmApi.instantiate(buffer, {});
-      codec = new WasmCodec(instance.exports as CodecExports);
-      return codec;
-    } finally {
-      parsed.destroy();
-    }
+    const module = await compileWat('tfjs-ddp-codec.wat', wat);
+    codec = new WasmCodec((await instantiateWasm(module)) as CodecExports);
+    return codec;
   })();
   return loading;
 }

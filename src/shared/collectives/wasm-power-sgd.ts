@@ -1,4 +1,4 @@
-import wabt from 'wabt';
+import { compileWat, instantiateWasm, type WasmModule } from '../backend/wat-assembler.js';
 import { powerSgdWat } from './power-sgd-wat.js';
 
 interface PowerSgdExports {
@@ -17,13 +17,6 @@ interface PowerSgdExports {
     n: number,
   ): void;
 }
-
-/** The parts of the WebAssembly global used here (TypeScript's lib for Node lacks it). */
-interface WebAssemblyApi {
-  compile(bytes: Uint8Array): Promise<object>;
-  instantiate(module: object, imports: object): Promise<{ exports: unknown }>;
-}
-const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
 const PAGE = 65536;
 const FLOAT = 4;
@@ -110,7 +103,7 @@ export class PowerSgdKernels {
   }
 }
 
-let compiled: Promise<object> | undefined;
+let compiled: Promise<WasmModule> | undefined;
 
 /**
  * A fresh instance of the kernels with room for `errorLength` values of error feedback. The
@@ -118,17 +111,10 @@ let compiled: Promise<object> | undefined;
  * instance, hence its own memory.
  */
 export async function createPowerSgdKernels(errorLength: number): Promise<PowerSgdKernels> {
-  compiled ??= (async () => {
-    const toolkit = await wabt();
-    const wat = `(module\n(memory (export "memory") 1)\n${powerSgdWat()})`;
-    const parsed = toolkit.parseWat('tfjs-ddp-power-sgd.wat', wat, { simd: true });
-    try {
-      parsed.validate();
-      return await wasmApi.compile(parsed.toBinary({}).buffer);
-    } finally {
-      parsed.destroy();
-    }
-  })();
-  const instance = await wasmApi.instantiate(await compiled, {});
-  return new PowerSgdKernels(instance.exports as PowerSgdExports, errorLength);
+  compiled ??= compileWat(
+    'tfjs-ddp-power-sgd.wat',
+    `(module\n(memory (export "memory") 1)\n${powerSgdWat()})`,
+  );
+  const exports = (await instantiateWasm(await compiled)) as PowerSgdExports;
+  return new PowerSgdKernels(exports, errorLength);
 }
