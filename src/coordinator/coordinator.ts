@@ -104,6 +104,7 @@ export class Coordinator implements ChannelEvents {
       compression: opts.compression,
       firstBucketBytes: opts.firstBucketBytes,
       bucketBytes: opts.bucketBytes,
+      overlap: opts.overlap,
       chunkBytes: 1024 * 1024,
       stepTimeoutMs: opts.stepTimeoutMs,
       heartbeatIntervalMs: Math.min(5000, opts.stepTimeoutMs / 4),

@@ -25,6 +25,8 @@ export interface DistributedSettings {
   compression: GradCompression;
   firstBucketBytes: number;
   bucketBytes: number;
+  /** Buckets leave during the backward pass (--no-overlap: after it). */
+  overlap: boolean;
   fingerprintEvery: number;
   dataFrom: DataFrom;
   joinTimeoutMs: number;
@@ -46,6 +48,7 @@ export function distributedSettings(
     | 'allreduce'
     | 'gradCompression'
     | 'bucketSizeMb'
+    | 'overlap'
     | 'fingerprintEvery'
     | 'dataFrom'
     | 'joinTimeout'
@@ -63,6 +66,7 @@ export function distributedSettings(
     compression: flags.gradCompression,
     firstBucketBytes: Math.min(DEFAULT_FIRST_BUCKET_BYTES, bucketBytes),
     bucketBytes,
+    overlap: flags.overlap,
     fingerprintEvery: flags.fingerprintEvery,
     dataFrom: flags.dataFrom,
     joinTimeoutMs: 1000 * flags.joinTimeout,

@@ -62,6 +62,7 @@ export async function trainWithWorkers(
     security: {
       token,
       tls: false,
+      pem: undefined,
       server: ServerCredentials.createInsecure(),
       channel: credentials.createInsecure(),
     },

@@ -46,7 +46,7 @@ export async function trainInProcess(opts: InProcessTrainingOptions): Promise<Tr
   });
   const replica = new Replica(
     prepared.model,
-    { train: config, compression: 'none', firstBucketBytes: 0, bucketBytes: 0 },
+    { train: config, compression: 'none', firstBucketBytes: 0, bucketBytes: 0, overlap: false },
     Promise.resolve(inMemorySamples(prepared.data, config)),
   );
   const observers = await RunObservers.start(

@@ -5,10 +5,7 @@ import {
   type JoinRequest,
   type JoinResponse,
 } from '../gen/tfjs_ddp/v1/coordinator.js';
-import {
-  credentialMetadata,
-  type GenerationCredential,
-} from '../shared/distributed/call-authenticator.js';
+import { credentialMetadata } from '../shared/distributed/call-authenticator.js';
 import { Interrupted } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { channelOptions, DEFAULT_GRPC_SETTINGS } from '../shared/transport/grpc-settings.js';
@@ -19,8 +16,11 @@ export interface JoinOptions {
   credentials: ChannelCredentials;
   /** The run's join token, sent in Join's metadata; absent: none. */
   token: string | undefined;
-  /** Adopts the credential of every Membership that arrives (see CoordinatorLink). */
-  generationCredential: GenerationCredential;
+  /**
+   * Adopts the credential of every Membership that arrives (see CoordinatorLink): the worker's
+   * peer server admits that generation's streams only (TransportThread.adopt).
+   */
+  generationCredential: { adopt(credential: string): void };
   joinTimeoutMs: number;
   /** The flag that set joinTimeoutMs, named when it runs out (default --join-timeout). */
   timeoutFlag?: string;

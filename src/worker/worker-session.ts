@@ -1,15 +1,13 @@
-import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Collective } from '../shared/collectives/collective.js';
-import { createCollective } from '../shared/collectives/create-collective.js';
 import type { RunSettings } from '../shared/distributed/run-settings.js';
 import { StateAssembler, toStateParts } from '../shared/distributed/state-parts.js';
 import { Interrupted, UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { type Replica, StepAbandoned } from '../shared/training/replica.js';
 import { TransportError } from '../shared/transport/errors.js';
-import type { PeerService } from '../shared/transport/peer-service.js';
 import { CoordinatorError, CoordinatorLost } from './coordinator-errors.js';
 import type { Command, CoordinatorLink } from './coordinator-link.js';
+import type { TransportThread } from './transport-thread/transport-thread.js';
 import { WorkerReplica } from './worker-replica.js';
 
 /** The coordinator ended the run with an error (it knows why: nothing to report back). */
@@ -23,11 +21,11 @@ export interface WorkerSessionOptions {
   link: CoordinatorLink;
   settings: RunSettings;
   rank: number;
-  peerService: PeerService;
+  /** Where this worker's collectives run (its peer server too). */
+  transport: TransportThread;
   /** host:port of the coordinator (the star all-reduce's reduction point). */
   coordinator: string;
   dataDir: string | undefined;
-  credentials: ChannelCredentials;
   /** The replica kept from a coordinator that went away; absent: one is built. */
   kept?: WorkerReplica;
 }
@@ -178,21 +176,19 @@ export class WorkerSession {
             `the coordinator sent a membership of generation ${m.generation} without this worker's rank ${this.o.rank}`,
           );
         }
-        this.collective = await createCollective(settings.allReduce, {
+        this.collective = await this.o.transport.createCollective(settings.allReduce, {
           rank: position,
           worldSize: m.worldSize,
           generation: m.generation,
           timeoutMs: settings.stepTimeoutMs,
           chunkBytes: settings.chunkBytes,
           peerAddresses: m.peers.map((p) => p.address),
-          peerService: this.o.peerService,
           reductionAddress: this.o.coordinator,
           // A neighbour in its step cannot answer pings: allow for the longest step.
           settings: {
             keepaliveTimeoutMs: settings.stepTimeoutMs,
             maxMessageBytes: settings.maxMessageBytes,
           },
-          credentials: this.o.credentials,
           credential: m.credential,
         });
         replica.useCollective(this.collective);

@@ -2,19 +2,14 @@ import { hostname } from 'node:os';
 import type { JoinResponse } from '../gen/tfjs_ddp/v1/coordinator.js';
 import { type BackendRequest, initBackend } from '../shared/backend/select-backend.js';
 import { localDataFingerprint } from '../shared/data/data-fingerprint.js';
-import {
-  CallAuthenticator,
-  GenerationCredential,
-} from '../shared/distributed/call-authenticator.js';
 import { decodeRunSettings } from '../shared/distributed/run-settings.js';
 import type { Security } from '../shared/distributed/security.js';
 import { bindToLog, log } from '../shared/logging/logger.js';
 import { architectureFingerprint, buildModel, parseModelName } from '../shared/models/zoo.js';
-import { startGrpcServer } from '../shared/transport/grpc-server.js';
 import { PROTOCOL_VERSION } from '../shared/transport/grpc-settings.js';
-import { PeerService } from '../shared/transport/peer-service.js';
 import { CoordinatorError, CoordinatorLost } from './coordinator-errors.js';
 import { CoordinatorLink } from './coordinator-link.js';
+import { TransportThread } from './transport-thread/transport-thread.js';
 import type { WorkerReplica } from './worker-replica.js';
 import { WorkerSession } from './worker-session.js';
 
@@ -46,7 +41,7 @@ export interface WorkerOptions {
 
 /**
  * One worker process: initialises the backend (saying which device it computes on; with
- * `gpu`, failing rather than running on a CPU), starts its PeerService, joins the coordinator
+ * `gpu`, failing rather than running on a CPU), starts its transport thread (peer server and collectives), joins the coordinator
  * (stating the protocol version, model and architecture fingerprint), then executes the
  * coordinator's commands (WorkerSession). Resolves when the run completed; rejects when the
  * coordinator stopped the run with an error or this worker failed (after telling it why).
@@ -72,21 +67,15 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     architecture = architectureFingerprint(model);
     model.dispose();
   }
-  const peerService = new PeerService(opts.joinTimeoutMs);
-  // Only the ring neighbours of the current generation may open a stream here.
-  const generationCredential = new GenerationCredential();
-  const server = await startGrpcServer({
-    host: opts.bindHost,
-    port: opts.peerPort,
-    services: [peerService],
-    // The ring's clients ping; this server need not (a neighbour in its step could not answer).
-    settings: { keepaliveTimeMs: 3_600_000 },
-    credentials: opts.security.server,
-    authenticator: new CallAuthenticator({
-      [peerService.serviceName]: generationCredential.accepted,
-    }),
+  // The peer server and the collectives run in a thread of their own, so that gradients move
+  // while this thread computes; only the current generation's ring neighbours get in.
+  const transport = await TransportThread.start({
+    bindHost: opts.bindHost,
+    peerPort: opts.peerPort,
+    joinTimeoutMs: opts.joinTimeoutMs,
+    tls: opts.security.pem,
   });
-  const peerAddress = `${opts.advertiseHost}:${server.port}`;
+  const peerAddress = `${opts.advertiseHost}:${transport.port}`;
   let kept: WorkerReplica | undefined;
   let lostAt: number | undefined;
   let rank = opts.rank;
@@ -113,7 +102,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         {
           credentials: opts.security.channel,
           token: opts.security.token,
-          generationCredential,
+          generationCredential: transport,
           ...(lostAt === undefined
             ? { joinTimeoutMs: opts.joinTimeoutMs }
             : {
@@ -132,7 +121,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       });
       const { link, response } = joined;
       rank = response.rank;
-      const session = joinedSession(opts, link, response, peerService, kept, peerAddress);
+      const session = joinedSession(opts, link, response, transport, kept, peerAddress);
       try {
         await session.run(opts.signal);
         return;
@@ -141,8 +130,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         kept = session.kept;
         lostAt = Date.now();
         // The old ring is over: its streams are refused, the next coordinator's generations start anew.
-        generationCredential.adopt('');
-        peerService.forgetGenerations();
+        transport.adopt('');
+        transport.forgetGenerations();
         log().warn(
           { committedSteps: kept.replica.committedSteps },
           `${error.message}; keeping this replica at step ${kept.replica.committedSteps} and asking to rejoin for --coordinator-grace ${opts.coordinatorGraceMs / 1000} s`,
@@ -152,7 +141,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       }
     }
   } finally {
-    await server.shutdown(500);
+    await transport.shutdown();
   }
 }
 
@@ -161,7 +150,7 @@ function joinedSession(
   opts: WorkerOptions,
   link: CoordinatorLink,
   response: JoinResponse,
-  peerService: PeerService,
+  transport: TransportThread,
   kept: WorkerReplica | undefined,
   peerAddress: string,
 ): WorkerSession {
@@ -176,10 +165,9 @@ function joinedSession(
     link,
     settings,
     rank: response.rank,
-    peerService,
+    transport,
     coordinator: opts.coordinator,
     dataDir: opts.dataDir,
-    credentials: opts.security.channel,
     kept,
   });
 }

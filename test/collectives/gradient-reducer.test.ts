@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { planBuckets } from '../../src/shared/collectives/bucket-plan.js';
 import type { Collective } from '../../src/shared/collectives/collective.js';
-import { bf16CompressHook } from '../../src/shared/collectives/comm-hooks.js';
+import { allReduceHook, bf16CompressHook } from '../../src/shared/collectives/comm-hooks.js';
 import { createCollective } from '../../src/shared/collectives/create-collective.js';
 import { GradientReducer } from '../../src/shared/collectives/gradient-reducer.js';
 import { createInMemoryCollectives } from '../../src/shared/collectives/in-memory-collectives.js';
@@ -170,16 +170,20 @@ describe('GradientReducer', () => {
     expectSameValues(grads[1], grads[0]);
   });
 
-  it('lets every rank see a NaN that one rank produced', async () => {
+  it('lets every rank see a NaN that one rank produced, which also poisons element 0', async () => {
     const { collectives } = createInMemoryCollectives('ring', 3, TUNING);
     const grads = collectives.map((c) => gradient(c.rank));
     grads[1][51_234] = Number.NaN;
-    await Promise.all(
+    const results = await Promise.all(
       collectives.map((c, r) =>
         new GradientReducer(c, { parameterSizes: SIZES, ...SMALL_BUCKETS }).reduce(grads[r], 1, 3),
       ),
     );
-    for (const g of grads) expect(findNonFinite(g)).toBe(51_234);
+    expect(results.map((r) => r.ownNonFinite)).toEqual([false, true, false]);
+    for (const g of grads) {
+      expect(findNonFinite(g)).toBe(0);
+      expect(g[51_234]).toBeNaN();
+    }
   });
 
   it('refuses a gradient of the wrong length', async () => {
@@ -215,5 +219,65 @@ describe('GradientReducer', () => {
       await Promise.all(collectives.map((c) => c.close()));
       await Promise.all(servers.map((s) => s.shutdown(100)));
     }
+  });
+});
+
+describe('ReducePass: buckets leave while the backward pass runs', () => {
+  /** A hook that records which bucket started when, around the float32 all-reduce. */
+  function recording(started: number[]): typeof allReduceHook {
+    return (values, ctx) => {
+      started.push(ctx.bucket.index);
+      return allReduceHook(values, ctx);
+    };
+  }
+
+  it('starts each bucket once its parameters are final, in index order, the one with element 0 last of all', async () => {
+    const { collectives } = createInMemoryCollectives('ring', 2, TUNING);
+    const started = collectives.map(() => [] as number[]);
+    const reducers = collectives.map(
+      (c) =>
+        new GradientReducer(c, {
+          parameterSizes: SIZES,
+          ...SMALL_BUCKETS,
+          hook: recording(started[c.rank]),
+          // Room for every bucket: none waits for another to finish.
+          maxInFlight: 16,
+        }),
+    );
+    const grads = collectives.map((c) => gradient(c.rank));
+    const passes = reducers.map((reducer, r) => reducer.begin(grads[r], 1, 2));
+    const [b0, b1] = reducers[0].buckets;
+    // Bucket 1 completes first: it waits for bucket 0, then both leave in order.
+    for (let p = b1.firstParameter; p < b1.endParameter; p++) passes[0].parameterReady(p);
+    expect(started[0]).toEqual([]);
+    for (let p = b0.firstParameter; p < b0.endParameter; p++) passes[0].parameterReady(p);
+    expect(started[0]).toEqual([0, 1]);
+    // Every parameter final: all but the bucket holding element 0 have left before finish().
+    for (let p = b1.firstParameter - 1; p >= 0; p--) passes[0].parameterReady(p);
+    for (let p = SIZES.length - 1; p >= 0; p--) passes[1].parameterReady(p);
+    const last = reducers[0].buckets.length - 1;
+    expect(reducers[0].buckets[last].start).toBe(0);
+    for (const s of started)
+      expect(s).toEqual(reducers[0].buckets.slice(0, last).map((b) => b.index));
+    await Promise.all(passes.map((pass) => pass.finish(false)));
+    for (const s of started) expect(s).toEqual(reducers[0].buckets.map((b) => b.index));
+
+    // The same bits as the whole gradient reduced after the backward pass.
+    const after = await reduceAll(createInMemoryCollectives('ring', 2, TUNING).collectives, [1, 1]);
+    for (const g of grads) expectSameValues(g, after[0]);
+  });
+
+  it('poisons element 0 on every rank when a rank says its loss is not finite', async () => {
+    const { collectives } = createInMemoryCollectives('ring', 2, TUNING);
+    const grads = collectives.map((c) => gradient(c.rank));
+    const results = await Promise.all(
+      collectives.map((c, r) =>
+        new GradientReducer(c, { parameterSizes: SIZES, ...SMALL_BUCKETS })
+          .begin(grads[r], 1, 2)
+          .finish(r === 1),
+      ),
+    );
+    expect(results.map((r) => r.ownNonFinite)).toEqual([false, false]);
+    for (const g of grads) expect(findNonFinite(g)).toBe(0);
   });
 });

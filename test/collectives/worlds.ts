@@ -10,6 +10,13 @@ import { createInMemoryCollectives } from '../../src/shared/collectives/in-memor
 import { StarReductionService } from '../../src/shared/collectives/star-reduction-service.js';
 import { type RunningGrpcServer, startGrpcServer } from '../../src/shared/transport/grpc-server.js';
 import { PeerService } from '../../src/shared/transport/peer-service.js';
+import { TransportThread } from '../../src/worker/transport-thread/transport-thread.js';
+
+/** The transport thread's compiled entry (this suite runs the TypeScript sources). */
+export const THREAD_ENTRY = new URL(
+  '../../dist/src/worker/transport-thread/thread-main.js',
+  import.meta.url,
+);
 
 export interface World {
   readonly collectives: Collective[];
@@ -103,6 +110,46 @@ const grpcStar: Implementation = {
   },
 };
 
+/** The ring as a worker runs it: each rank's peer server and collective in its own thread. */
+const threadedRing: Implementation = {
+  name: 'ring in transport threads',
+  algorithm: 'ring',
+  grpc: true,
+  async create(worldSize, tuning) {
+    const threads = await Promise.all(
+      Array.from({ length: worldSize }, () =>
+        TransportThread.start(
+          { bindHost: '127.0.0.1', peerPort: 0, joinTimeoutMs: tuning.timeoutMs, tls: undefined },
+          THREAD_ENTRY,
+        ),
+      ),
+    );
+    const peerAddresses = threads.map((t) => `127.0.0.1:${t.port}`);
+    // As a worker does: the generation's credential admits the neighbours' streams.
+    const credential = 'generation-1-credential';
+    for (const thread of threads) thread.adopt(credential);
+    const collectives = await Promise.all(
+      threads.map((thread, rank) =>
+        thread.createCollective('ring', {
+          rank,
+          worldSize,
+          generation: 1,
+          ...tuning,
+          peerAddresses,
+          credential,
+        }),
+      ),
+    );
+    return {
+      collectives,
+      kill: (rank) => threads[rank].terminate(),
+      close: async () => {
+        await Promise.all(threads.map((t) => t.shutdown()));
+      },
+    };
+  },
+};
+
 async function closeAll(collectives: Collective[], servers: RunningGrpcServer[]): Promise<void> {
   await Promise.all(collectives.map((c) => c.close()));
   await Promise.all(servers.map((s) => s.shutdown(200)));
@@ -113,6 +160,7 @@ export const IMPLEMENTATIONS: readonly Implementation[] = [
   inMemory('star'),
   grpcRing,
   grpcStar,
+  threadedRing,
 ];
 
 /** Distinct small integers per rank and element, so float32 sums are exact. */

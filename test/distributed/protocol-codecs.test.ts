@@ -92,6 +92,7 @@ describe('run settings', () => {
       compression: 'bf16',
       firstBucketBytes: 1024,
       bucketBytes: 4096,
+      overlap: false,
       chunkBytes: 512,
       stepTimeoutMs: 30_000,
       heartbeatIntervalMs: 5000,

@@ -15,8 +15,10 @@ export interface AllReduceOptions {
    * Called once, as soon as this rank knows that every other rank has entered the operation
    * (at once in a world of one): the time before it is waiting for the slowest rank, the time
    * after it is transfer. It costs no message: ring and star see it in the chunks they receive.
+   * `atMs` (the caller thread's performance.now()) says when it happened if that was before the
+   * call: a collective run by another thread (TransportThread) reports it once this one is free.
    */
-  onPeersReady?: () => void;
+  onPeersReady?: (atMs?: number) => void;
 }
 
 /** Who takes part in a collective: fixed for its whole life. */

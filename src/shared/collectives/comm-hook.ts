@@ -7,7 +7,7 @@ export interface CommHookContext {
   /** The bucket's place in the flat gradient and the parameters it holds. */
   readonly bucket: Bucket;
   /** Pass on to the collective (AllReduceOptions.onPeersReady), for the step's timings. */
-  readonly onPeersReady?: () => void;
+  readonly onPeersReady?: (atMs?: number) => void;
 }
 
 /**

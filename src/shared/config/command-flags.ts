@@ -34,6 +34,7 @@ export const DISTRIBUTED_FLAGS = [
   'allreduce',
   'gradCompression',
   'bucketSizeMb',
+  'overlap',
   'fingerprintEvery',
   'dataFrom',
   'joinTimeout',

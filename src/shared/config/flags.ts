@@ -184,6 +184,14 @@ export const FLAGS = {
     schema: decimal(0.001),
     default: '25',
   }),
+  overlap: flag({
+    description:
+      'all-reduce each gradient bucket as soon as the backward pass has finished it, while it ' +
+      'computes the earlier layers; --no-overlap: after the whole backward pass',
+    schema: onOff(),
+    negatable: true,
+    default: 'true',
+  }),
   fingerprintEvery: flag({
     arg: '<k>',
     description: 'compare the replicas’ weights every K steps (0: never; always after the last)',

@@ -41,6 +41,8 @@ export interface RunSettings {
   compression: CompressionSetting;
   firstBucketBytes: number;
   bucketBytes: number;
+  /** Buckets leave during the backward pass (--no-overlap: after it). */
+  overlap: boolean;
   chunkBytes: number;
   /** Deadline of every collective and every wait, in ms (--step-timeout). */
   stepTimeoutMs: number;
@@ -82,6 +84,7 @@ export function encodeRunSettings(s: RunSettings): RunConfig {
     powersgdRank: powerSgdRank(s.compression) ?? 0,
     firstBucketBytes: s.firstBucketBytes,
     bucketBytes: s.bucketBytes,
+    noOverlap: !s.overlap,
     chunkBytes: s.chunkBytes,
     collectiveTimeoutMs: s.stepTimeoutMs,
     heartbeatIntervalMs: s.heartbeatIntervalMs,
@@ -139,6 +142,7 @@ export function decodeRunSettings(c: RunConfig | undefined): RunSettings {
     compression,
     firstBucketBytes: c.firstBucketBytes,
     bucketBytes: c.bucketBytes,
+    overlap: !c.noOverlap,
     chunkBytes: c.chunkBytes,
     stepTimeoutMs: c.collectiveTimeoutMs,
     heartbeatIntervalMs: c.heartbeatIntervalMs || 5000,

@@ -18,6 +18,11 @@ export interface Security {
   server: ServerCredentials;
   channel: ChannelCredentials;
   tls: boolean;
+  /**
+   * The TLS files' text, for a thread that builds its own credentials (grpc-js credential
+   * objects cannot cross threads: the worker's TransportThread); undefined without TLS.
+   */
+  pem: { cert: string; key: string; ca: string } | undefined;
 }
 
 /**
@@ -47,6 +52,7 @@ export async function loadSecurity(raw: SecurityFlags): Promise<Security> {
       server: ServerCredentials.createInsecure(),
       channel: credentials.createInsecure(),
       tls: false,
+      pem: undefined,
     };
   }
   if (given !== 3) {
@@ -62,6 +68,7 @@ export async function loadSecurity(raw: SecurityFlags): Promise<Security> {
     server: ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true),
     channel: credentials.createSsl(ca, key, cert),
     tls: true,
+    pem: { cert: cert.toString('utf8'), key: key.toString('utf8'), ca: ca.toString('utf8') },
   };
 }
 

@@ -38,6 +38,8 @@ export interface ReplicaOptions {
   /** 0: the reducer's default. */
   firstBucketBytes: number;
   bucketBytes: number;
+  /** Buckets leave while the backward pass runs (see TrainStep.step); needs a world of two or more. */
+  overlap: boolean;
 }
 
 /**
@@ -161,6 +163,7 @@ export class Replica {
       this.reducer as GradientReducer,
       collective.rank,
       (phase) => this.report(`${phase} of step ${n}`),
+      this.settings.overlap && collective.worldSize > 1,
     );
     this.statsDirty = true;
     this.held = { step: plan.step, lr: plan.learningRate, statsBefore };

@@ -102,8 +102,11 @@ export class TrainStep {
   private readonly decays: boolean[];
   private readonly optimizer: Optimizer;
   private readonly classCount: number;
-  /** The gradient of the step in progress, reused: a full model's worth of floats. */
-  private readonly grads: Float32Array<ArrayBuffer>;
+  /**
+   * The gradient of the step in progress, reused: a full model's worth of floats, in shared
+   * memory so that a collective run by another thread reduces it in place (TransportThread).
+   */
+  private readonly grads: Float32Array;
   /** `grads` holds a reduced gradient that step() left to applyHeld(). */
   private held = false;
 
@@ -124,15 +127,18 @@ export class TrainStep {
     this.decays = model.trainableWeights.map((w) => w.shape.length >= 2);
     this.optimizer = createOptimizer(opts.optimizer, this.trainable, this.trainableLayout);
     this.classCount = (model.outputs[0].shape as number[])[1];
-    this.grads = new Float32Array(this.trainableLayout.size);
+    this.grads = new Float32Array(new SharedArrayBuffer(this.trainableLayout.size * 4));
   }
 
   /**
    * One synchronous step on this rank, up to its commit: gradients of its batch → the
-   * sample-weighted mean over all ranks (`reducer`) → NaN/Inf check. The check runs on the
-   * reduced gradient, bit-identical on every rank, so every rank takes the same decision to
-   * skip without another message (a rank whose loss is not finite poisons its gradient, which
-   * reaches every sum). The caller decides when skipped steps mean the run diverged.
+   * sample-weighted mean over all ranks (`reducer`) → NaN/Inf check. With `overlap`, each bucket
+   * of the gradient is handed to the reducer as soon as the backward pass has finished it
+   * (gradient-tap.ts), so that it travels while the gradients of earlier layers are computed;
+   * the result is the same bits either way. The check runs on the reduced gradient,
+   * bit-identical on every rank, so every rank takes the same decision to skip without another
+   * message (a rank whose loss or gradient is not finite poisons element 0, which reaches every
+   * sum; ReducePass.finish). The caller decides when skipped steps mean the run diverged.
    * The weights are NOT updated here: the reduced gradient is held until the caller knows that
    * every rank completed the step and calls applyHeld(lr) (the commit rule, docs/design.md);
    * any other step or gradient computation first discards it. Rejects with the reducer's
@@ -144,37 +150,36 @@ export class TrainStep {
     reducer: GradientReducer,
     rank: number,
     report: (phase: string) => void = () => undefined,
+    overlap = false,
   ): Promise<StepOutcome> {
     this.held = false;
     report('computing the gradients');
     const t = performance.now();
+    const pass = reducer.begin(this.grads, input.batch.count, input.globalBatchSize);
     const { loss, correct, count } = this.computeGradients(
       input.batch,
       input.sampleIndices,
       input.epoch,
       this.grads,
+      overlap ? { gradientReady: (parameter) => pass.parameterReady(parameter) } : undefined,
     );
     const computeMs = performance.now() - t;
-    const ownBad = !Number.isFinite(loss) || findNonFinite(this.grads) >= 0;
-    if (ownBad) this.grads[0] = Number.NaN;
 
     report('all-reducing the gradients');
-    const { waitMs, allReduceMs, buckets } = await reducer.reduce(
-      this.grads,
-      count,
-      input.globalBatchSize,
-    );
+    const lossBad = !Number.isFinite(loss);
+    const { waitMs, allReduceMs, buckets, ownNonFinite } = await pass.finish(lossBad);
 
-    // In a world of one the reduced gradient is this rank's own, checked above: a second
-    // scan would cost a pass over every parameter per step (about 4% of a baseline step).
+    const ownBad = lossBad || ownNonFinite;
+    // In a world of one the reduced gradient is this rank's own, checked by the reducer: a
+    // second scan would cost a pass over every parameter per step (about 4% of a baseline step).
     const bad = ownBad || reducer.worldSize > 1 ? findNonFinite(this.grads) : -1;
     let skipped: string | undefined;
     if (bad < 0) {
       this.held = true;
     } else if (ownBad) {
-      skipped = Number.isFinite(loss)
-        ? `rank ${rank}'s gradient is not finite`
-        : `rank ${rank}'s loss is ${loss}`;
+      skipped = lossBad
+        ? `rank ${rank}'s loss is ${loss}`
+        : `rank ${rank}'s gradient is not finite`;
     } else {
       skipped = `the summed gradient holds ${this.grads[bad]} at element ${bad} (${FROM_ANOTHER_RANK})`;
     }
@@ -211,14 +216,16 @@ export class TrainStep {
    * are the batch's global dataset indices (in batch order) and, with `epoch`, key the dropout
    * masks. Returns the gradient of the mean loss; pass `out` (trainableLayout.size floats) to
    * reuse a buffer, else a new one is returned. The weights are not changed.
-   * With `listener`, each weight's gradient is also handed to it from inside the backward pass
-   * as soon as it is final (gradient-tap.ts); the result is bit-identical either way.
+   * With `listener`, each weight's gradient is written into `out` from inside the backward pass
+   * as soon as it is final (gradient-tap.ts), and then the listener is told; the result is
+   * bit-identical either way. Nothing is written into `out` after that, so the listener may hand
+   * a finished part of it to another thread at once.
    */
   computeGradients(
     batch: Batch,
     sampleIndices: ArrayLike<number>,
     epoch: number,
-    out = new Float32Array(this.trainableLayout.size),
+    out: Float32Array = new Float32Array(this.trainableLayout.size),
     listener?: GradientListener,
   ): GradientResult {
     if (sampleIndices.length !== batch.count) {
@@ -239,14 +246,25 @@ export class TrainStep {
           predicted = tf.keep(tf.argMax(logits, 1));
           return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
         };
-        const { value, grads } = listener
-          ? tappedVariableGrads(this.trainableWeights, loss, listener)
-          : tf.variableGrads(loss, this.trainable);
-        readFlat(
-          this.trainable.map((v) => grads[v.name]),
-          this.trainableLayout,
-          out,
-        );
+        let value: tf.Scalar;
+        if (listener) {
+          const offsets = this.trainableLayout.offsets;
+          ({ value } = tappedVariableGrads(this.trainableWeights, loss, {
+            backwardStarted: () => listener.backwardStarted?.(),
+            gradientReady: (parameter, grad) => {
+              out.set(grad.dataSync() as Float32Array, offsets[parameter]);
+              listener.gradientReady(parameter, grad);
+            },
+          }));
+        } else {
+          const tape = tf.variableGrads(loss, this.trainable);
+          value = tape.value;
+          readFlat(
+            this.trainable.map((v) => tape.grads[v.name]),
+            this.trainableLayout,
+            out,
+          );
+        }
         const correct = tf.sum(tf.cast(tf.equal(predicted as tf.Tensor, labels), 'int32'));
         const result = { loss: value.dataSync()[0], correct: correct.dataSync()[0] };
         predicted?.dispose();

@@ -68,7 +68,7 @@ export function writeModelWeights(model: tfl.LayersModel, flat: Float32Array): v
 export function readFlat(
   tensors: readonly tf.Tensor[],
   layout: WeightLayout,
-  out = new Float32Array(layout.size),
+  out: Float32Array = new Float32Array(layout.size),
 ): Float32Array {
   if (out.length !== layout.size) {
     throw new Error(`flat buffer holds ${out.length} floats, layout needs ${layout.size}`);

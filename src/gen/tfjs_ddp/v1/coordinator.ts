@@ -181,6 +181,11 @@ export interface RunConfig {
   resume: boolean;
   /** The rank of PowerSGD's approximation (with GRAD_COMPRESSION_POWERSGD). */
   powersgdRank: number;
+  /**
+   * Reduce the gradient after the whole backward pass, not bucket by bucket
+   * while it runs (--no-overlap).
+   */
+  noOverlap: boolean;
 }
 
 export interface ControlRequest {
@@ -1031,6 +1036,7 @@ function createBaseRunConfig(): RunConfig {
     trainingConfigJson: "",
     resume: false,
     powersgdRank: 0,
+    noOverlap: false,
   };
 }
 
@@ -1092,6 +1098,9 @@ export const RunConfig: MessageFns<RunConfig> = {
     }
     if (message.powersgdRank !== 0) {
       writer.uint32(152).uint32(message.powersgdRank);
+    }
+    if (message.noOverlap !== false) {
+      writer.uint32(160).bool(message.noOverlap);
     }
     return writer;
   },
@@ -1261,6 +1270,14 @@ export const RunConfig: MessageFns<RunConfig> = {
             message.powersgdRank = reader.uint32();
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.noOverlap = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1297,6 +1314,7 @@ export const RunConfig: MessageFns<RunConfig> = {
     message.trainingConfigJson = object.trainingConfigJson ?? "";
     message.resume = object.resume ?? false;
     message.powersgdRank = object.powersgdRank ?? 0;
+    message.noOverlap = object.noOverlap ?? false;
     return message;
   },
 };
