@@ -61,6 +61,21 @@ export type Request =
   | { kind: 'close'; id: number; collective: number }
   | { kind: 'shutdown'; id: number };
 
+/** A request as its sender writes it: the id is added on the way. */
+export type SentRequest = Request extends infer R
+  ? R extends { id: number }
+    ? Omit<R, 'id'>
+    : never
+  : never;
+
+/** What a request's caller hears besides its outcome. */
+export interface Listeners {
+  /** The operation learnt that every rank entered it, at `atMs` of this thread's performance.now(). */
+  peersReady?(atMs: number): void;
+  /** The collective's stats after the operation, whether it succeeded or failed. */
+  stats?(stats: TransportStats): void;
+}
+
 /** Transport thread → main thread. */
 export type Reply =
   | { kind: 'listening'; port: number }

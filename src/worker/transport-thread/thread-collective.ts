@@ -4,8 +4,10 @@ import type {
   CollectiveMembership,
 } from '../../shared/collectives/collective.js';
 import type { TransportStats } from '../../shared/transport/transport.js';
-import type { SharedValues } from './messages.js';
-import type { Listeners, TransportThread } from './transport-thread.js';
+import type { Listeners, SentRequest, SharedValues } from './messages.js';
+
+/** How a ThreadCollective reaches its thread (TransportThread.request). */
+export type SendRequest = (request: SentRequest, listeners: Listeners) => Promise<unknown>;
 
 /**
  * One generation's collective, run by the transport thread: each call becomes a request, in call
@@ -20,7 +22,7 @@ export class ThreadCollective implements Collective {
   private current: TransportStats;
 
   constructor(
-    private readonly thread: TransportThread,
+    private readonly send: SendRequest,
     private readonly handle: number,
     membership: CollectiveMembership,
     stats: TransportStats,
@@ -37,7 +39,7 @@ export class ThreadCollective implements Collective {
 
   allReduceSum(data: Float32Array, opts: AllReduceOptions = {}): Promise<void> {
     return this.withShared(data, (values, listeners) =>
-      this.thread.request(
+      this.send(
         {
           kind: 'allReduceSum',
           collective: this.handle,
@@ -52,17 +54,16 @@ export class ThreadCollective implements Collective {
 
   broadcast(data: Float32Array, root: number): Promise<void> {
     return this.withShared(data, (values, listeners) =>
-      this.thread.request({ kind: 'broadcast', collective: this.handle, values, root }, listeners),
+      this.send({ kind: 'broadcast', collective: this.handle, values, root }, listeners),
     );
   }
 
   async barrier(): Promise<void> {
-    await this.thread.request({ kind: 'barrier', collective: this.handle }, this.listeners());
+    await this.send({ kind: 'barrier', collective: this.handle }, this.listeners());
   }
 
   async close(): Promise<void> {
-    await this.thread
-      .request({ kind: 'close', collective: this.handle }, this.listeners())
+    await this.send({ kind: 'close', collective: this.handle }, this.listeners())
       // A thread that is gone has closed everything already.
       .catch(() => undefined);
   }

@@ -4,9 +4,11 @@ import type { Collective } from '../../shared/collectives/collective.js';
 import type { CollectiveName } from '../../shared/collectives/create-collective.js';
 import type { TransportStats } from '../../shared/transport/transport.js';
 import {
+  type Listeners,
   type Reply,
   type Request,
   reviveError,
+  type SentRequest,
   type ThreadCollectiveSetup,
   type ThreadStart,
 } from './messages.js';
@@ -17,16 +19,6 @@ interface Pending extends Listeners {
   resolve(reply: Extract<Reply, { kind: 'done' }>): void;
   reject(error: Error): void;
 }
-
-/** What a request's caller hears besides its outcome. */
-export interface Listeners {
-  /** The operation learnt that every rank entered it, at `atMs` of this thread's performance.now(). */
-  peersReady?(atMs: number): void;
-  /** The collective's stats after the operation, whether it succeeded or failed. */
-  stats?(stats: TransportStats): void;
-}
-
-type Sent = Request extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
 
 /**
  * This worker's transport, in a worker thread of its own (thread-main.ts): its peer gRPC server
@@ -89,7 +81,12 @@ export class TransportThread {
   /** createCollective, in the thread: resolves once every rank of the generation is connected. */
   async createCollective(name: CollectiveName, setup: ThreadCollectiveSetup): Promise<Collective> {
     const { handle, stats } = await this.request({ kind: 'create', name, setup });
-    return new ThreadCollective(this, handle as number, setup, stats as TransportStats);
+    return new ThreadCollective(
+      (request, listeners) => this.request(request, listeners),
+      handle as number,
+      setup,
+      stats as TransportStats,
+    );
   }
 
   /** Closes every collective and the peer server, and ends the thread. */
@@ -110,7 +107,10 @@ export class TransportThread {
   }
 
   /** Sends `request` and resolves with its 'done' reply (rejects with its error). */
-  request(request: Sent, listeners: Listeners = {}): Promise<Extract<Reply, { kind: 'done' }>> {
+  request(
+    request: SentRequest,
+    listeners: Listeners = {},
+  ): Promise<Extract<Reply, { kind: 'done' }>> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
