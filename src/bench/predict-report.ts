@@ -91,7 +91,7 @@ function stepErrorText(c: PredictCheck): string {
 function checkLines(checks: PredictCheck[]): string[] {
   return checks.map(
     (c) =>
-      `N=${c.workers} ${c.compression} measured: step ${c.measuredStepMs.toFixed(0)} ms, all-reduce ${c.measuredAllreduceMs.toFixed(1)} ms, distribution efficiency ${c.measuredDistributionEfficiency.toFixed(3)}; ` +
+      `N=${c.workers} ${c.compression}${c.overlap ? ' overlapped' : ''} measured: step ${c.measuredStepMs.toFixed(0)} ms, all-reduce ${c.measuredAllreduceMs.toFixed(1)} ms, distribution efficiency ${c.measuredDistributionEfficiency.toFixed(3)}; ` +
       `predicted: step ${c.predictedStepMs.toFixed(0)} ms ${stepErrorText(c)}, all-reduce ${c.predictedAllreduceMs.toFixed(1)} ms, ${c.predictedDistributionEfficiency.toFixed(3)}`,
   );
 }
@@ -127,7 +127,7 @@ export function predictMarkdown(report: PredictReport, command: string): string 
     out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const c of report.checks) {
       out.push(
-        `| ${c.compression} | ${c.workers} | ${c.measuredStepMs.toFixed(0)} / ${c.predictedStepMs.toFixed(0)} | ${stepErrorText(c)} | ${c.measuredAllreduceMs.toFixed(1)} / ${c.predictedAllreduceMs.toFixed(1)} | ${c.measuredImagesPerSec.toFixed(1)} / ${c.predictedImagesPerSec.toFixed(1)} | ${c.measuredDistributionEfficiency.toFixed(3)} / ${c.predictedDistributionEfficiency.toFixed(3)} |`,
+        `| ${c.compression}${c.overlap ? ' + overlap' : ''} | ${c.workers} | ${c.measuredStepMs.toFixed(0)} / ${c.predictedStepMs.toFixed(0)} | ${stepErrorText(c)} | ${c.measuredAllreduceMs.toFixed(1)} / ${c.predictedAllreduceMs.toFixed(1)} | ${c.measuredImagesPerSec.toFixed(1)} / ${c.predictedImagesPerSec.toFixed(1)} | ${c.measuredDistributionEfficiency.toFixed(3)} / ${c.predictedDistributionEfficiency.toFixed(3)} |`,
       );
     }
   }

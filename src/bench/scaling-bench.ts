@@ -30,6 +30,8 @@ export interface ScalingOptions {
    * they run without it: the efficiency is the compressed run against plain single workers.
    */
   compression: GradCompression;
+  /** Whether the N-worker runs overlap the all-reduce with the backward pass (train --no-overlap). */
+  overlap: boolean;
   /** Extra `train` flags every run gets (--backend, --dataset, --data, ...). */
   trainArgs: string[];
   /** The workers' --backend and --data (also in trainArgs), for runs on an emulated network. */
@@ -85,6 +87,11 @@ export interface ScalingReport {
   model: string;
   allreduce: 'ring' | 'star';
   compression: GradCompression;
+  /**
+   * The N-worker runs overlapped the all-reduce with the backward pass. Reports written before
+   * overlap existed lack it: they did not.
+   */
+  overlap: boolean;
   /** The emulated links' rate (absent: loopback). */
   link?: string;
   batchSize: number;
@@ -153,6 +160,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingRepo
     model: opts.model,
     allreduce: opts.allreduce,
     compression: opts.compression,
+    overlap: opts.overlap,
     link: opts.link?.text,
     batchSize: opts.batchSize,
     steps: opts.steps,
@@ -180,8 +188,10 @@ function runFlags(opts: ScalingOptions, workers: number): string[] {
 /** The `train` (or `coordinator`) flags of a run of `workers` workers, without --workers. */
 function sharedFlags(opts: ScalingOptions, workers: number): string[] {
   const compression = workers > 1 ? ['--grad-compression', opts.compression] : [];
+  const overlap = workers > 1 && !opts.overlap ? ['--no-overlap'] : [];
   return [
     ...compression,
+    ...overlap,
     '--model',
     opts.model,
     '--steps',

@@ -30,6 +30,7 @@ interface ScalingFlags {
   batchSize: string;
   allreduce: 'ring' | 'star';
   gradCompression: string;
+  overlap: boolean;
   backend: string;
   dataset: string;
   data?: string;
@@ -67,6 +68,10 @@ export function addScalingCommand(bench: Command): void {
       '--grad-compression <c>',
       `how the N-worker runs send gradients: ${GRAD_COMPRESSION_HELP.join(', ')} (the independent runs send none)`,
       'none',
+    )
+    .option(
+      '--no-overlap',
+      'the N-worker runs all-reduce the gradient after the whole backward pass (train --no-overlap)',
     )
     .option('--backend <name>', 'compute backend of the workers', 'auto')
     .addOption(
@@ -126,6 +131,7 @@ export function addScalingCommand(bench: Command): void {
           batchSize: parsePositiveIntegers(flags.batchSize, '--batch-size')[0],
           allreduce: flags.allreduce,
           compression,
+          overlap: flags.overlap,
           trainArgs,
           backend: flags.backend,
           dataDir,
@@ -138,6 +144,7 @@ export function addScalingCommand(bench: Command): void {
         const name = [
           `scaling-${flags.model}-${flags.allreduce}`,
           ...(compression === 'none' ? [] : [compression.replace(':', '')]),
+          ...(flags.overlap ? [] : ['no-overlap']),
           ...(link ? [link.text] : []),
         ].join('-');
         const chart = await renderChart(scalingChartSpec(report));

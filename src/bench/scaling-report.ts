@@ -24,6 +24,7 @@ function heading(report: ScalingReport): string {
   return (
     `${report.model}, ${report.allreduce} all-reduce` +
     (report.compression === 'none' ? '' : ` with ${report.compression} gradients`) +
+    (report.overlap === false ? ', the all-reduce after the backward pass (--no-overlap)' : '') +
     (report.link ? ` over emulated ${report.link} links` : '') +
     `, batch ${report.batchSize} per worker, ` +
     `${report.steps} steps (the first ${report.warmupSteps} left out)` +

@@ -179,13 +179,13 @@ describe('--link', () => {
   );
 
   it(
-    'bench scaling --link: coordinator and workers on their own hosts, compressed, nothing left',
+    'bench scaling --link: coordinator and workers on their own hosts, compressed, not overlapped, nothing left',
     async () => {
       const runs = await mkdtemp(join(out, 'runs-'));
       const child = startCli([
         ...['bench', 'scaling', '--model', 'lenet5', '--workers', '2', '--steps', '3'],
         ...['--warmup-steps', '1', '--batch-size', '8', '--backend', 'wasm', '--rounds', '1'],
-        ...['--link', '100mbit', '--grad-compression', 'powersgd:2'],
+        ...['--link', '100mbit', '--grad-compression', 'powersgd:2', '--no-overlap'],
         ...['--json', '--out', out, '--runs-dir', runs],
       ]);
       let stdout = '';
@@ -207,12 +207,12 @@ describe('--link', () => {
       // The N-worker run compressed; the independent runs, which send nothing, did not.
       const flagsOf = (name: string) =>
         JSON.parse(readFileSync(join(runs, folder, name, 'run-flags.json'), 'utf8'));
-      expect(flagsOf('n2').gradCompression).toBe('powersgd:2');
+      expect(flagsOf('n2')).toMatchObject({ gradCompression: 'powersgd:2', overlap: false });
       expect(flagsOf('n2-independent-0').gradCompression).toBeUndefined();
       const file = JSON.parse(
-        readFileSync(join(out, 'scaling-lenet5-ring-powersgd2-100mbit.json'), 'utf8'),
+        readFileSync(join(out, 'scaling-lenet5-ring-powersgd2-no-overlap-100mbit.json'), 'utf8'),
       );
-      expect(file).toMatchObject({ compression: 'powersgd:2', link: '100mbit' });
+      expect(file).toMatchObject({ compression: 'powersgd:2', overlap: false, link: '100mbit' });
       expect(leftovers(`tfddp-${child.pid}-`)).toEqual([]);
     },
     HEAVY_MS,

@@ -76,8 +76,9 @@ it('fits α and β, predicts with the model, and checks against the measured run
   expect(bf16.betaMsPerByte / fit.betaMsPerByte).toBeCloseTo(0.5, 6);
   expect(bf16.source).toMatch(/half the bytes/);
 
-  // 2 scenarios of compute × (6 links + 3 ring links overlapped) × 2 accumulations × N = 1, 2, 4, 8.
-  expect(rows).toHaveLength(144);
+  // 2 scenarios of compute × (6 links + 2 ring links overlapped: not PowerSGD's) × 2
+  // accumulations × N = 1, 2, 4, 8.
+  expect(rows).toHaveLength(128);
   const S = inputs.gradientBytes;
   const t = 6 * fit.alphaMs + 1.5 * S * fit.betaMsPerByte; // ring, N = 4, one bucket
   const row = rows.find(
@@ -142,7 +143,7 @@ it('fits α and β, predicts with the model, and checks against the measured run
   const md = await readFile(join(dir, 'predict-lenet5.md'), 'utf8');
   expect(md).toContain('Check against the measured runs');
   expect(md).toContain(
-    '| N | ring | ring+overlap | ring+bf16 | ring+bf16+overlap | ring+powersgd | ring+powersgd+overlap | star |',
+    '| N | ring | ring+overlap | ring+bf16 | ring+bf16+overlap | ring+powersgd | star | star+bf16 |',
   );
   expect(await readFile(join(dir, 'predict-lenet5.svg'), 'utf8')).toMatch(/^<svg/);
 });
@@ -166,13 +167,51 @@ it('overlaps the all-reduce with the backward pass as a bench compute profile sa
       },
     ]),
   );
+  // A run that overlapped: the check predicts the part of the all-reduce left after the backward
+  // pass, which is what its timings report.
+  const measured = join(dir, 'overlapped');
+  await writeFile(
+    measured,
+    JSON.stringify({
+      model: 'lenet5',
+      allreduce: 'ring',
+      overlap: true,
+      batchSize: 32,
+      results: [
+        {
+          workers: 1,
+          imagesPerSec: 320,
+          independentImagesPerSec: 320,
+          allreduceMs: 0,
+          stepMs: 100,
+        },
+        {
+          workers: 2,
+          imagesPerSec: 500,
+          independentImagesPerSec: 520,
+          distributionEfficiency: 500 / 520,
+          allreduceMs: 1,
+          stepMs: 128,
+        },
+      ],
+    }),
+  );
   const r = await runCli([
     ...['bench', 'predict', '--model', 'lenet5', '--results', dir, '--compute-results', profile],
-    ...['--max-workers', '4', '--accumulate', '1', '--speedup', '10', '--json'],
+    ...['--max-workers', '4', '--accumulate', '1', '--speedup', '10', '--scaling', measured],
+    '--json',
   ]);
   expect(errorLines(r.stderr)).toEqual([]);
   expect(r.code).toBe(0);
-  const { inputs, rows } = JSON.parse(r.stdout);
+  const { inputs, rows, checks } = JSON.parse(r.stdout);
+  // The independent runs' step C = 2·32 images at 520/s; the bucket is final at 80% of the
+  // backward pass (0.5·C): the transfer T2 shows only where it outlasts the remaining 0.1·C.
+  const C = (2 * 32 * 1000) / 520;
+  const T2 = 2 * fit.alphaMs + inputs.gradientBytes * fit.betaMsPerByte;
+  expect(checks).toHaveLength(1);
+  expect(checks[0].overlap).toBe(true);
+  expect(checks[0].predictedAllreduceMs).toBeCloseTo(Math.max(0, T2 - 0.1 * C), 6);
+  expect(checks[0].predictedStepMs).toBeCloseTo(C + Math.max(0, T2 - 0.1 * C), 6);
   expect(inputs.overlap.source).toMatch(
     /^profile\.json \(lenet5 at batch 32 on wasm: forward 20 ms, backward 50 ms of a 100 ms step\)/,
   );

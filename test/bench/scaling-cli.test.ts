@@ -77,6 +77,8 @@ it('measures lenet5 with 1 and 2 workers on synthetic data, in alternating round
   expect(two.scalingEfficiency).toBeCloseTo(two.imagesPerSec / (2 * one.imagesPerSec), 3);
 
   const file = JSON.parse(await readFile(join(out, 'scaling-lenet5-ring.json'), 'utf8'));
+  // Overlap is the default: the 2-worker runs' buckets left during the backward pass.
+  expect(file.overlap).toBe(true);
   expect(two.distributionEfficiency).toBeCloseTo(
     file.results[1].imagesPerSec / file.results[1].independentImagesPerSec,
     3,

@@ -80,6 +80,24 @@ describe('N workers train the weights one process trains', () => {
     expect(lines.filter((l) => l.type === 'eval').map((l) => l.step)).toEqual([7, 9]);
   });
 
+  it('overlap (the default) changes no bit: 3 workers, lenet5 in 4 buckets, with and without', async () => {
+    // 5 KB buckets cut lenet5's gradient into 4 (its layers, from the last): the three after
+    // the first layer leave during the backward pass, from the transport thread.
+    const run = async (name: string, extra: string[]) => {
+      const out = join(work, name);
+      await train([
+        ...common(),
+        ...['--workers', '3', '--global-batch-size', '25', '--bucket-size-mb', '0.005'],
+        ...['--fingerprint-every', '1', '--out', out, ...extra],
+      ]);
+      return finalWeights(out);
+    };
+    const overlapped = await run('overlap', []);
+    const after = await run('no-overlap', ['--no-overlap']);
+    expect(Buffer.from(overlapped.buffer).equals(Buffer.from(after.buffer))).toBe(true);
+    expect(relativeError(overlapped, reference)).toBeLessThan(1e-5);
+  });
+
   it('compresses gradients to bf16 on the wire and still keeps the replicas identical', async () => {
     const out = join(work, 'bf16');
     await train([
