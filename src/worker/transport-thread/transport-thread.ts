@@ -1,7 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { Collective } from '../../shared/collectives/collective.js';
-import type { CollectiveName } from '../../shared/collectives/create-collective.js';
+import {
+  type CollectiveName,
+  createCollective,
+} from '../../shared/collectives/create-collective.js';
 import type { TransportStats } from '../../shared/transport/transport.js';
 import {
   type Listeners,
@@ -78,8 +81,13 @@ export class TransportThread {
     this.thread.postMessage({ kind: 'forgetGenerations' } satisfies Request);
   }
 
-  /** createCollective, in the thread: resolves once every rank of the generation is connected. */
+  /**
+   * createCollective, in the thread: resolves once every rank of the generation is connected.
+   * A world of one connects nothing and receives nothing: its collective stays on this thread,
+   * where each operation returns at once instead of making a round trip to the thread.
+   */
   async createCollective(name: CollectiveName, setup: ThreadCollectiveSetup): Promise<Collective> {
+    if (setup.worldSize === 1) return createCollective(name, setup);
     const { handle, stats } = await this.request({ kind: 'create', name, setup });
     return new ThreadCollective(
       (request, listeners) => this.request(request, listeners),
