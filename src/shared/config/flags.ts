@@ -187,7 +187,7 @@ export const FLAGS = {
   overlap: flag({
     description:
       'all-reduce each gradient bucket as soon as the backward pass has finished it, while it ' +
-      'computes the earlier layers; --no-overlap: after the whole backward pass',
+      'computes the earlier layers (the default); --no-overlap: after the whole backward pass',
     schema: onOff(),
     negatable: true,
     default: 'true',
