@@ -22,7 +22,7 @@ export interface Security {
    * The TLS files' text, for a thread that builds its own credentials (grpc-js credential
    * objects cannot cross threads: the worker's TransportThread); undefined without TLS.
    */
-  pem: { cert: string; key: string; ca: string } | undefined;
+  pem: TlsPem | undefined;
 }
 
 /**
@@ -63,12 +63,29 @@ export async function loadSecurity(raw: SecurityFlags): Promise<Security> {
     readPem('--tls-key', flags.tlsKey as string),
     readPem('--tls-ca', flags.tlsCa as string),
   ]);
+  const pem = { cert, key, ca };
+  return { token, ...tlsCredentials(pem), tls: true, pem };
+}
+
+/** PEM text of a TLS certificate, its private key and the CA that signs every peer's. */
+export interface TlsPem {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * Mutual TLS from PEM text: the server presents `cert` and requires a client certificate signed
+ * by `ca`; clients do the same the other way round.
+ */
+export function tlsCredentials(pem: TlsPem): {
+  server: ServerCredentials;
+  channel: ChannelCredentials;
+} {
+  const [cert, key, ca] = [pem.cert, pem.key, pem.ca].map((text) => Buffer.from(text, 'utf8'));
   return {
-    token,
     server: ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true),
     channel: credentials.createSsl(ca, key, cert),
-    tls: true,
-    pem: { cert: cert.toString('utf8'), key: key.toString('utf8'), ca: ca.toString('utf8') },
   };
 }
 
@@ -80,8 +97,8 @@ async function readText(flag: string, path: string): Promise<string> {
   }
 }
 
-async function readPem(flag: string, path: string): Promise<Buffer> {
+async function readPem(flag: string, path: string): Promise<string> {
   const text = await readText(flag, path);
   if (!text.includes('-----BEGIN ')) throw new UserError(`${flag} ${path} is not a PEM file`);
-  return Buffer.from(text, 'utf8');
+  return text;
 }

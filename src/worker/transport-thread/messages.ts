@@ -3,6 +3,7 @@ import type {
   CollectiveName,
   CollectiveSetup,
 } from '../../shared/collectives/create-collective.js';
+import type { TlsPem } from '../../shared/distributed/security.js';
 import { ExplainedError, UserError } from '../../shared/errors.js';
 import {
   DeadlineExceededError,
@@ -13,13 +14,6 @@ import {
 } from '../../shared/transport/errors.js';
 import type { TransportStats } from '../../shared/transport/transport.js';
 
-/** The TLS material of Security, as text: grpc-js credential objects cannot cross threads. */
-export interface TlsPem {
-  cert: string;
-  key: string;
-  ca: string;
-}
-
 /** What the thread needs to start the peer server (workerData). */
 export interface ThreadStart {
   bindHost: string;
@@ -27,6 +21,7 @@ export interface ThreadStart {
   peerPort: number;
   /** How long the PeerService waits for the stream of a generation it was told about. */
   joinTimeoutMs: number;
+  /** Security.pem: grpc-js credential objects cannot cross threads, their PEM text can. */
   tls: TlsPem | undefined;
 }
 

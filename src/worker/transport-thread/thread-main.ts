@@ -12,6 +12,7 @@ import {
   CallAuthenticator,
   GenerationCredential,
 } from '../../shared/distributed/call-authenticator.js';
+import { tlsCredentials } from '../../shared/distributed/security.js';
 import { startGrpcServer } from '../../shared/transport/grpc-server.js';
 import { PeerService } from '../../shared/transport/peer-service.js';
 import {
@@ -29,7 +30,10 @@ const start = workerData as ThreadStart;
 const peerService = new PeerService(start.joinTimeoutMs);
 // Only the ring neighbours of the current generation may open a stream here.
 const generationCredential = new GenerationCredential();
-const tls = start.tls;
+// Mutual TLS when the worker has it, built here from its PEM text.
+const tls = start.tls
+  ? tlsCredentials(start.tls)
+  : { server: ServerCredentials.createInsecure(), channel: credentials.createInsecure() };
 const reply = (message: Reply) => port.postMessage(message);
 const server = await startGrpcServer({
   host: start.bindHost,
@@ -37,13 +41,7 @@ const server = await startGrpcServer({
   services: [peerService],
   // The ring's clients ping; this server need not.
   settings: { keepaliveTimeMs: 3_600_000 },
-  credentials: tls
-    ? ServerCredentials.createSsl(
-        Buffer.from(tls.ca),
-        [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }],
-        true,
-      )
-    : ServerCredentials.createInsecure(),
+  credentials: tls.server,
   authenticator: new CallAuthenticator({
     [peerService.serviceName]: generationCredential.accepted,
   }),
@@ -52,9 +50,6 @@ const server = await startGrpcServer({
   port.close();
   return undefined;
 });
-const channelCredentials = tls
-  ? credentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert))
-  : credentials.createInsecure();
 
 const collectives = new Map<number, Collective>();
 let nextCollective = 1;
@@ -70,7 +65,7 @@ async function serve(request: Exclude<Request, { kind: 'adopt' | 'forgetGenerati
         const created = await createCollective(request.name, {
           ...request.setup,
           peerService,
-          credentials: channelCredentials,
+          credentials: tls.channel,
         });
         const handle = nextCollective++;
         collectives.set(handle, created);
