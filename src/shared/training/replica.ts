@@ -75,8 +75,8 @@ export class Replica {
 
   /**
    * `commitOf(step)` resolves true once every rank has completed `step` (its gradient may be
-   * applied), false when the step is abandoned (a membership change): the commit rule. A world
-   * of one commits at once.
+   * applied), false when the step is abandoned (a membership change): the commit rule; it
+   * rejects when the coordinator is gone first. A world of one commits at once.
    */
   constructor(
     model: tfl.LayersModel,
@@ -152,19 +152,27 @@ export class Replica {
     const statsBefore =
       this.trainStep.movingStatsLayout.size > 0 ? this.trainStep.getMovingStats() : undefined;
 
-    const outcome = await this.trainStep.step(
-      {
-        batch,
-        sampleIndices: plan.sampleIndices,
-        epoch: plan.epoch,
-        globalBatchSize: plan.globalBatchSize,
-        lr: plan.learningRate,
-      },
-      this.reducer as GradientReducer,
-      collective.rank,
-      (phase) => this.report(`${phase} of step ${n}`),
-      this.settings.overlap && collective.worldSize > 1,
-    );
+    const outcome = await this.trainStep
+      .step(
+        {
+          batch,
+          sampleIndices: plan.sampleIndices,
+          epoch: plan.epoch,
+          globalBatchSize: plan.globalBatchSize,
+          lr: plan.learningRate,
+        },
+        this.reducer as GradientReducer,
+        collective.rank,
+        (phase) => this.report(`${phase} of step ${n}`),
+        this.settings.overlap && collective.worldSize > 1,
+      )
+      .catch((error: unknown) => {
+        // The step failed in its all-reduce (a peer lost, the generation closed): the weights
+        // are unchanged, but the forward pass moved the BatchNorm statistics. Undo that, so the
+        // replica is at its last step, as the others that never started this one are.
+        if (statsBefore) this.trainStep.setMovingStats(statsBefore);
+        throw error;
+      });
     this.statsDirty = true;
     this.held = { step: plan.step, lr: plan.learningRate, statsBefore };
     this.idleSince = performance.now();
@@ -270,6 +278,19 @@ export class Replica {
   }
 
   /**
+   * The coordinator is gone: the held step is applied when it had committed it; otherwise it
+   * stays held (the next coordinator's first Membership decides, see restartPoint).
+   */
+  applyIfCommitted(committedSteps: number): void {
+    if (this.held && this.held.step < committedSteps) this.apply(this.held);
+  }
+
+  /** Whether this replica holds the reduced gradient of step committedSteps + 1, uncommitted. */
+  get holdsReducedStep(): boolean {
+    return this.held !== undefined;
+  }
+
+  /**
    * Loads a current replica's state (a worker that joins a running job): weights with the
    * BatchNorm statistics, and the optimiser state, after `committedSteps` steps. Returns the
    * fingerprint of the weights.
@@ -290,7 +311,8 @@ export class Replica {
   /**
    * Before anything that reads or changes the weights: applies the held step once it is
    * committed, or throws StepAbandoned when it is not (the command belongs to a generation
-   * that ended).
+   * that ended). When the coordinator is gone before it said, commitOf rejects and the step
+   * stays held.
    */
   private async settle(): Promise<void> {
     const held = this.held;
