@@ -40,7 +40,7 @@ export interface Admission {
   readonly peerAddress: string;
   readonly device: DeviceInfo | undefined;
   /** The state a worker kept from a coordinator that went away (see RestartPoint). */
-  readonly held: { steps: number; fingerprint: string } | undefined;
+  readonly held: { steps: number; fingerprint: string; reducedStep: boolean } | undefined;
   /** Whether its Control stream is open. */
   attached: boolean;
 }
@@ -141,7 +141,11 @@ export class Membership {
       held:
         req.heldSteps === undefined
           ? undefined
-          : { steps: req.heldSteps, fingerprint: req.heldFingerprint ?? '' },
+          : {
+              steps: req.heldSteps,
+              fingerprint: req.heldFingerprint ?? '',
+              reducedStep: req.heldReducedStep,
+            },
       attached: false,
     };
     this.byRank.set(rank, admission);

@@ -38,7 +38,11 @@ export class CoordinatorLink {
   private committed = 0;
   /** The committed_steps of a Membership that arrived and was not handed out yet. */
   private abandonFrom: number | undefined;
-  private readonly commitWaiters: { step: number; resolve: (commit: boolean) => void }[] = [];
+  private readonly commitWaiters: {
+    step: number;
+    resolve: (commit: boolean) => void;
+    reject: (error: Error) => void;
+  }[] = [];
   /** Called as soon as a new Membership arrives, before the commands ahead of it are done. */
   onMembership: (() => void) | undefined;
   /** A Stop arrived: the stream's end that follows is expected, not a coordinator gone. */
@@ -132,7 +136,7 @@ export class CoordinatorLink {
     if (step < this.committed) return Promise.resolve(true);
     if (this.abandonFrom !== undefined && step >= this.abandonFrom) return Promise.resolve(false);
     if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve) => this.commitWaiters.push({ step, resolve }));
+    return new Promise((resolve, reject) => this.commitWaiters.push({ step, resolve, reject }));
   }
 
   /** The next command, in order. */
@@ -277,8 +281,9 @@ export class CoordinatorLink {
   private end(error: Error): void {
     if (this.ended) return;
     this.ended = error;
-    // A held step is never applied without its commit.
-    for (const waiter of this.commitWaiters.splice(0)) waiter.resolve(false);
+    // A held step is never applied without its commit, nor discarded without the news that it
+    // was abandoned: the replica keeps it for the next coordinator (see restartPoint).
+    for (const waiter of this.commitWaiters.splice(0)) waiter.reject(error);
     this.writer?.fail(error);
     if (this.waiting) {
       const { reject } = this.waiting;

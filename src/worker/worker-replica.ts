@@ -12,6 +12,7 @@ import { fetchedSamples, localSamples } from './sample-source.js';
 export interface HeldState {
   heldSteps: number;
   heldFingerprint: string;
+  heldReducedStep: boolean;
 }
 
 /**
@@ -70,15 +71,16 @@ export class WorkerReplica {
 
   /**
    * The coordinator is gone: a step held for its commit is applied when the coordinator had
-   * committed it, else abandoned, so that the replica is at a committed step.
+   * committed it; one it had not stays held, for the next coordinator to decide (restartPoint).
    */
   settleAfterLoss(): void {
-    this.replica.resolveHeld(this.link.committedSteps);
+    this.replica.applyIfCommitted(this.link.committedSteps);
   }
 
   /**
    * The committed steps and the fingerprint of the trainable weights (BatchNorm statistics
-   * differ between ranks until they are averaged, so they are left out).
+   * differ between ranks until they are averaged, so they are left out), and whether the
+   * next step's reduced gradient is held.
    */
   held(): HeldState {
     const { trainStep } = this.replica;
@@ -86,6 +88,7 @@ export class WorkerReplica {
     return {
       heldSteps: this.replica.committedSteps,
       heldFingerprint: weightsFingerprint(trainable),
+      heldReducedStep: this.replica.holdsReducedStep,
     };
   }
 

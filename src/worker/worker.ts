@@ -97,6 +97,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
           workerId: `${hostname()}:${process.pid}`,
           requestedRank: rank,
           data: await data,
+          heldReducedStep: false,
           ...kept?.held(),
         },
         {
@@ -134,7 +135,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         transport.forgetGenerations();
         log().warn(
           { committedSteps: kept.replica.committedSteps },
-          `${error.message}; keeping this replica at step ${kept.replica.committedSteps} and asking to rejoin for --coordinator-grace ${opts.coordinatorGraceMs / 1000} s`,
+          `${error.message}; keeping this replica at step ${kept.replica.committedSteps}` +
+            `${kept.replica.holdsReducedStep ? ` (with step ${kept.replica.committedSteps + 1} reduced, its commit not received)` : ''}` +
+            ` and asking to rejoin for --coordinator-grace ${opts.coordinatorGraceMs / 1000} s`,
         );
       } finally {
         link.close();

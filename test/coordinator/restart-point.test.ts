@@ -4,7 +4,11 @@ import { restartPoint } from '../../src/coordinator/restart-point.js';
 
 // Where a restarted coordinator's run goes on, from what its workers kept (see restart-point.ts).
 
-function admission(rank: number, held?: { steps: number; fingerprint: string }): Admission {
+function admission(
+  rank: number,
+  kept?: { steps: number; fingerprint: string; reducedStep?: boolean },
+): Admission {
+  const held = kept && { reducedStep: false, ...kept };
   return {
     rank,
     workerId: `w${rank}`,
@@ -47,5 +51,47 @@ describe('restartPoint', () => {
     );
     const restarted = [admission(0, { steps: 17, fingerprint: 'f' }), admission(1)];
     expect(() => restartPoint(restarted, undefined, 100)).toThrow(/rank 1 kept no state/);
+  });
+
+  it('has the workers one step behind apply the step they reduced when another was told of its commit', () => {
+    // The previous coordinator died between sending step 18's commit to rank 1 and to rank 0.
+    const world = [
+      admission(0, { steps: 17, fingerprint: 'f', reducedStep: true }),
+      admission(1, { steps: 18, fingerprint: 'g' }),
+    ];
+    expect(restartPoint(world, 10, 100)).toEqual({
+      held: true,
+      step: 18,
+      ranks: [0, 1],
+      reason:
+        'the coordinator restarted; all 2 workers kept the same state after step 18 (checkpoint: step 10) and go on from it; ' +
+        'rank 0 applies step 18, whose commit the previous coordinator sent to the others only',
+    });
+    // Nobody was told: every worker discards the step it reduced, and the run goes on before it.
+    const untold = [0, 1].map((r) =>
+      admission(r, { steps: 17, fingerprint: 'f', reducedStep: true }),
+    );
+    expect(restartPoint(untold, 10, 100)).toMatchObject({ held: true, step: 17 });
+    // One step behind without the reduced step (it never finished it): the checkpoint.
+    const lost = [
+      admission(0, { steps: 17, fingerprint: 'f' }),
+      admission(1, { steps: 18, fingerprint: 'g' }),
+    ];
+    expect(restartPoint(lost, 10, 100)).toMatchObject({ held: false, step: 10 });
+    // Two behind, or those at one step disagreeing: the checkpoint.
+    const far = [
+      admission(0, { steps: 16, fingerprint: 'f', reducedStep: true }),
+      admission(1, { steps: 18, fingerprint: 'g' }),
+    ];
+    expect(restartPoint(far, 10, 100)).toMatchObject({ held: false, step: 10 });
+    const split = [
+      admission(0, { steps: 17, fingerprint: 'f', reducedStep: true }),
+      admission(1, { steps: 17, fingerprint: 'h', reducedStep: true }),
+      admission(2, { steps: 18, fingerprint: 'g' }),
+    ];
+    expect(restartPoint(split, 10, 100)).toMatchObject({
+      held: false,
+      reason: expect.stringMatching(/hold step 17 with different weights/),
+    });
   });
 });

@@ -4,7 +4,7 @@
 // final weights equal an undisturbed run's. A worker whose coordinator never comes back
 // exits after --coordinator-grace. Real processes on loopback, real gRPC, real files.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   lenet5RunFlags,
   relativeError,
   train,
+  waitUntil,
 } from './cli-runs.js';
 import { ElasticRun } from './elastic-run.js';
 
@@ -93,6 +94,41 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A TCP link to the coordinator at `port` that can stop delivering what the coordinator
+ * sends on the connections open now, while still carrying what the worker sends; when the
+ * coordinator's side closes, so does the worker's. Later connections are carried both ways.
+ */
+async function oneWayLink(port: number) {
+  const held = new Set<Socket>();
+  const open = new Set<Socket>();
+  const server: Server = createServer((worker) => {
+    const coordinator = connect(port, '127.0.0.1');
+    open.add(worker);
+    worker.on('data', (d) => coordinator.write(d));
+    coordinator.on('data', (d) => {
+      if (!held.has(worker)) worker.write(d);
+    });
+    const end = () => {
+      open.delete(worker);
+      worker.destroy();
+      coordinator.destroy();
+    };
+    for (const socket of [worker, coordinator]) {
+      socket.on('close', end);
+      socket.on('error', end);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    stopDelivering: () => {
+      for (const s of open) held.add(s);
+    },
+  };
 }
 
 /** The coordinator's flags: the same for the first start and the restart. */
@@ -184,6 +220,58 @@ describe('a coordinator killed mid-run and restarted', () => {
     },
     120_000,
   );
+
+  it('has a worker that missed the last commit apply it, when the coordinator died while sending it', async () => {
+    // One worker reaches the coordinator through a link that stops delivering (a partition in
+    // one direction): its step's results still arrive, the coordinator commits the step to
+    // both, and only the other worker hears it and goes on; then the coordinator dies.
+    const port = await freePort();
+    const out = join(work, 'missed-commit');
+    const run = await ElasticRun.start(out, data, [
+      ...coordinatorFlags(port, 10),
+      '--resume',
+      'auto',
+    ]);
+    runs.push(run);
+    const link = await oneWayLink(port);
+    try {
+      const workers = [run.addWorker(), run.addWorker(['--coordinator', `127.0.0.1:${link.port}`])];
+      // Between checkpoints (every 10 steps): the partitioned worker has its next plan.
+      expect(await run.untilSteps(23), run.coordinator.stderr().slice(-3000)).toBe(true);
+      link.stopDelivering();
+      // The run stalls within a step or two: the other worker waits for it in its all-reduce.
+      let seen = -1;
+      const stalled = () => {
+        const before = seen;
+        seen = run.stepsDone();
+        return seen === before;
+      };
+      expect(await waitUntil(stalled, 10_000, 1000)).toBe(true);
+      expect(seen).toBeLessThan(30);
+      run.coordinator.child.kill('SIGKILL');
+      await run.coordinator.exited;
+      const missed = /with step \d+ reduced, its commit not received/;
+      expect(
+        await waitUntil(() => missed.test(workers[1].stderr()), 10_000),
+        workers[1].stderr().slice(-3000),
+      ).toBe(true);
+
+      const { run: restarted } = await restart(out, port);
+      const code = await restarted.coordinator.exited;
+      expect(code, restarted.coordinator.stderr().slice(-4000)).toBe(0);
+      const [change, ...more] = restarted.membershipChanges();
+      expect(more).toEqual([]);
+      expect(change.cause).toMatch(
+        /kept the same state after step \d+ \(checkpoint: step 20\) and go on from it; rank \d applies step \d+, whose commit the previous coordinator sent to the others only/,
+      );
+      const steps = restarted.metrics().flatMap((r) => (r.type === 'step' ? [r.step] : []));
+      expect(steps).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
+      await expectReferenceWeights(out);
+      for (const w of workers) expect(await w.exited, w.stderr().slice(-2000)).toBe(0);
+    } finally {
+      link.server.close();
+    }
+  }, 120_000);
 
   it('goes on from the workers’ state when it restarted before the first checkpoint', async () => {
     // No checkpoint before the end of the run: the restarted coordinator starts in a folder

@@ -78,6 +78,7 @@ export function joinRequest(
     workerId: 'test-worker',
     requestedRank: undefined,
     data: undefined,
+    heldReducedStep: false,
     ...base,
   };
 }

@@ -21,6 +21,7 @@ function request(fields: Partial<JoinRequest> = {}): JoinRequest {
     workerId: 'w0',
     requestedRank: undefined,
     data: undefined,
+    heldReducedStep: false,
     ...fields,
   };
 }

@@ -100,7 +100,15 @@ export interface JoinRequest {
    * on from this state when every worker reports the same; absent: it holds none.
    */
   heldSteps?: number | undefined;
-  heldFingerprint?: string | undefined;
+  heldFingerprint?:
+    | string
+    | undefined;
+  /**
+   * It also holds the reduced gradient of step held_steps + 1, whose commit never came: the
+   * coordinator died between committing that step to some workers and to this one. A
+   * restarted coordinator that finds another worker one step further applies it here.
+   */
+  heldReducedStep: boolean;
 }
 
 /**
@@ -507,6 +515,7 @@ function createBaseJoinRequest(): JoinRequest {
     data: undefined,
     heldSteps: undefined,
     heldFingerprint: undefined,
+    heldReducedStep: false,
   };
 }
 
@@ -541,6 +550,9 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.heldFingerprint !== undefined) {
       writer.uint32(170).string(message.heldFingerprint);
+    }
+    if (message.heldReducedStep !== false) {
+      writer.uint32(176).bool(message.heldReducedStep);
     }
     return writer;
   },
@@ -638,6 +650,14 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.heldFingerprint = reader.string();
             continue;
           }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.heldReducedStep = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -669,6 +689,7 @@ export const JoinRequest: MessageFns<JoinRequest> = {
       : undefined;
     message.heldSteps = object.heldSteps ?? undefined;
     message.heldFingerprint = object.heldFingerprint ?? undefined;
+    message.heldReducedStep = object.heldReducedStep ?? false;
     return message;
   },
 };
