@@ -5,6 +5,7 @@ import { BenchChild } from './bench-child.js';
 import { type BenchHost, LOOPBACK } from './bench-host.js';
 import type { ParentMessage, RankMessage, RankPlan } from './bench-messages.js';
 import { EmulatedNetwork } from './emulated-network.js';
+import { measureGloo } from './gloo-reference.js';
 import { type GrpcRounds, measureGrpcRounds } from './grpc-reference.js';
 import { type LinkRate, linkMBps } from './link-rate.js';
 import type { ReductionPointCommand, ReductionPointMessage } from './reduction-point.js';
@@ -28,6 +29,8 @@ export interface AllreduceBenchOptions {
   nodeFlags: readonly string[];
   /** Every process on its own host of an EmulatedNetwork with links of this rate (default: loopback). */
   link?: LinkRate;
+  /** PyTorch's gloo all-reduces the same sizes right after ours (checked with checkGlooPython). */
+  gloo?: { python: string; torch: string };
 }
 
 /** The emulated links a report was measured on. */
@@ -55,6 +58,8 @@ export interface AllreduceReport {
   grpcStreamMBps: number;
   grpcDuplexMBps: number;
   grpcRounds: GrpcRounds;
+  /** With --gloo: PyTorch's gloo on the same sizes, measured right after ours. */
+  gloo?: { python: string; torch: string; results: (BandwidthRow & { iterationMs: number[] })[] };
   results: (BandwidthRow & {
     iterations: number;
     warmup: number;
@@ -68,7 +73,8 @@ export interface AllreduceReport {
 /**
  * `bench allreduce`: raw TCP and bare grpc-js rounds, then `workers` rank processes (the CLI's
  * hidden `bench allreduce-rank`) that all-reduce every size over real gRPC and verify every
- * result, then the reference rounds again. In star mode a further process (`bench
+ * result, with `gloo` PyTorch's gloo on the same sizes right after, then the reference rounds
+ * again. In star mode a further process (`bench
  * reduction-point`) is the reduction point, as the coordinator is in training. Every
  * process runs on 127.0.0.1, or with `link` on its own host of an EmulatedNetwork (ranks
  * on hosts 0..N-1, the reduction point on host N, the reference peers on hosts 0 and 1),
@@ -94,6 +100,9 @@ async function measure(opts: AllreduceBenchOptions, hosts: BenchHost[]): Promise
   const iters = opts.sizes.map((b) => opts.iters ?? (b <= 1 << 20 ? 20 : b <= 16 << 20 ? 10 : 5));
   const warmup = opts.sizes.map((b) => (b <= 1 << 20 ? 5 : b <= 16 << 20 ? 2 : 1));
   const { timesMs, cpuMs } = await runRanks(opts, hosts, iters, warmup);
+  const gloo =
+    opts.gloo &&
+    (await measureGloo(opts.gloo.python, opts.gloo.torch, opts.workers, opts.sizes, iters, warmup));
   const after = await tcp();
   const grpcAfter = await grpc();
   const grpcRounds = {
@@ -122,6 +131,17 @@ async function measure(opts: AllreduceBenchOptions, hosts: BenchHost[]): Promise
     grpcStreamMBps: median(grpcRounds.streamMBps),
     grpcDuplexMBps: median(grpcRounds.duplexMBps),
     grpcRounds,
+    gloo: gloo && {
+      python: gloo.python,
+      torch: gloo.torch,
+      results: opts.sizes.map((bytes, i) => {
+        const perRank = gloo.timesMs.map((sizes) => sizes[i]);
+        return {
+          ...bandwidthRow(bytes, perRank, tcpReferenceMBps),
+          iterationMs: perRank[0].map((_, k) => Math.max(...perRank.map((t) => t[k]))),
+        };
+      }),
+    },
     results: opts.sizes.map((bytes, i) => {
       const perRank = timesMs.map((sizes) => sizes[i]);
       return {

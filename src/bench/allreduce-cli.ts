@@ -7,6 +7,7 @@ import { runAllreduceBench } from './allreduce-bench.js';
 import { allreduceJson, allreduceMarkdown, formatNcclTable } from './allreduce-report.js';
 import { parseByteSizes } from './byte-sizes.js';
 import { requireRootAndIproute2 } from './emulated-network.js';
+import { checkGlooPython } from './gloo-reference.js';
 import { type LinkRate, parseLinkRate } from './link-rate.js';
 import { writeResultFiles } from './result-files.js';
 
@@ -20,6 +21,7 @@ interface AllreduceFlags {
   timeout: string;
   tcpSize?: string;
   link?: string;
+  gloo?: string | true;
   nodeFlags: string;
   json?: boolean;
   out: string;
@@ -60,6 +62,11 @@ export function addAllreduceCommand(bench: Command): void {
         '(e.g. 50mbit, 1gbit; needs root and iproute2)',
     )
     .option(
+      '--gloo [python]',
+      "also all-reduce every size with PyTorch's gloo right after ours, under PYTHON " +
+        '(default /usr/bin/python3, which needs PyTorch: Debian python3-torch); loopback only',
+    )
+    .option(
       '--node-flags <flags>',
       'flags for node in the rank processes ("none": none; default: those training should use)',
       GRADIENT_PROCESS_NODE_FLAGS.join(' '),
@@ -74,8 +81,13 @@ export function addAllreduceCommand(bench: Command): void {
       const iters = flags.iters === undefined ? undefined : integer(flags.iters, '--iters', 1);
       const [chunkBytes] = parseByteSizes(flags.chunkSize, '--chunk-size');
       const link = flags.link === undefined ? undefined : parseLinkRate(flags.link);
+      if (flags.gloo !== undefined && link) {
+        throw new UserError('--gloo measures on loopback only: leave out --link');
+      }
       // Before anything starts: a run that cannot build its network measures nothing.
       if (link) requireRootAndIproute2();
+      const python = flags.gloo === true ? '/usr/bin/python3' : flags.gloo;
+      const gloo = python === undefined ? undefined : { python, torch: checkGlooPython(python) };
       const report = await runAllreduceBench({
         workers,
         sizes: parseByteSizes(flags.sizes, '--sizes'),
@@ -91,6 +103,7 @@ export function addAllreduceCommand(bench: Command): void {
         tcpRounds: 3,
         nodeFlags: flags.nodeFlags === 'none' ? [] : flags.nodeFlags.split(/\s+/).filter(Boolean),
         link,
+        gloo,
       });
       const command = `tfjs-ddp ${process.argv.slice(2).join(' ')}`;
       const name = `allreduce-${flags.algo}-${flags.compression}-n${workers}${link ? `-${link.text}` : ''}`;

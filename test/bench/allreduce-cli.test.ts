@@ -1,6 +1,6 @@
 // `tfjs-ddp bench allreduce` end to end: real rank processes, real gRPC on 127.0.0.1,
 // raw TCP reference, verified results, the --json shape and the results files.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -101,5 +101,32 @@ describe('bench allreduce', () => {
     const odd = await runCli(['bench', 'allreduce', '--sizes', '1K,6', '--out', out]);
     expect(odd.code).toBe(2);
     expect(errorLines(odd.stderr)[0]).toMatch(/^--sizes: "6"/);
+  });
+
+  it('refuses --gloo under an interpreter that cannot run it, and on emulated links, before measuring', async () => {
+    const python = join(out, 'no-such-python');
+    const missing = await runCli(['bench', 'allreduce', '--gloo', python, '--out', out]);
+    expect(missing.code).toBe(2);
+    expect(missing.stdout).toBe('');
+    expect(errorLines(missing.stderr)).toEqual([
+      `--gloo: ${python} cannot run PyTorch's gloo (spawnSync ${python} ENOENT); install PyTorch there (Debian: apt-get install python3-torch) or name another interpreter`,
+    ]);
+    // An interpreter without PyTorch: a script that fails as Python does on the import.
+    const withoutTorch = join(out, 'python-without-torch');
+    await writeFile(
+      withoutTorch,
+      '#!/bin/sh\necho "ModuleNotFoundError: No module named \'torch\'" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
+    const noTorch = await runCli(['bench', 'allreduce', '--gloo', withoutTorch, '--out', out]);
+    expect(noTorch.code).toBe(2);
+    expect(errorLines(noTorch.stderr)[0]).toContain(
+      "cannot run PyTorch's gloo (ModuleNotFoundError: No module named 'torch')",
+    );
+    const linked = await runCli(['bench', 'allreduce', '--gloo', '--link', '50mbit', '--out', out]);
+    expect(linked.code).toBe(2);
+    expect(errorLines(linked.stderr)).toEqual([
+      '--gloo measures on loopback only: leave out --link',
+    ]);
   });
 });
