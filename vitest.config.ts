@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { SlowFirstSequencer } from './test/slow-first-sequencer.js';
 
 // Tests spawn real processes and real gRPC servers; two cores is the budget,
 // so files run in at most two forks and long integration tests get room.
@@ -10,5 +11,6 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 60_000,
+    sequence: { sequencer: SlowFirstSequencer },
   },
 });
