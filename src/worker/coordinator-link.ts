@@ -113,6 +113,11 @@ export class CoordinatorLink {
     call.write({ kind: { $case: 'hello', value: { rank, sessionId } } });
   }
 
+  /** Whether `error` is the end of the Control stream (a commit wait rejects with it). */
+  endedWith(error: Error): boolean {
+    return this.ended !== undefined && error === this.ended;
+  }
+
   /** Whether the coordinator went away without a Stop (see CoordinatorLost). */
   get lost(): boolean {
     return this.ended instanceof CoordinatorLost && !this.stopped;

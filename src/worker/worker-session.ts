@@ -140,12 +140,15 @@ export class WorkerSession {
 
   /**
    * A command failed. Rethrows unless its generation ended: a newer Membership is waiting (it
-   * abandoned the command), or the collective failed, which is reported to the coordinator;
-   * either way the next command decides.
+   * abandoned the command), the Control stream ended, or the collective failed, which is
+   * reported to the coordinator; either way the next command decides.
    */
   private async abandoned(error: Error, replica: Replica): Promise<void> {
     const { link } = this.o;
     if (link.membershipWaiting) return;
+    // The stream ended while the command waited for a commit: what is still queued decides, a
+    // Stop first (the coordinator ended the run), else the end itself (it is gone).
+    if (link.endedWith(error)) return;
     if (!(error instanceof StepAbandoned) && !(error instanceof TransportError)) throw error;
     log().warn(
       { generation: replica.generation },
