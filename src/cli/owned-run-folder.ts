@@ -2,7 +2,6 @@ import { existsSync } from 'node:fs';
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { TRACE_FILE } from '../coordinator/observe/trace-writer.js';
 import { UserError } from '../shared/errors.js';
 import { log } from '../shared/logging/logger.js';
 import { CHECKPOINT_FILE } from '../shared/training/checkpoint.js';
@@ -95,7 +94,7 @@ export class OwnedRunFolder {
     // With --resume auto, the earlier run may be this one, restarted before its first
     // checkpoint: its workers may still hold its state (see restartPoint), and its metrics
     // are trimmed to where it goes on once that is known (trainWorld).
-    await removeEarlierRecords(runDir, command.getOptionValue('resume') === RESUME_AUTO);
+    await removeEarlierMetrics(runDir, command.getOptionValue('resume') === RESUME_AUTO);
     log().info({ runDir }, `run folder: ${runDir}`);
     await saveRunFlags(runDir, command);
     try {
@@ -119,17 +118,15 @@ export class OwnedRunFolder {
 
 /**
  * A new run may start in a folder that an earlier one left without a checkpoint (it failed or
- * was killed before its first): its records are removed, so that the new run's metrics are
- * not appended to the old one's.
+ * was killed before its first): its metrics are removed, so that the new run's are not
+ * appended to the old one's (its trace is kept under another name, see openTrace).
  */
-async function removeEarlierRecords(runDir: string, keepMetrics: boolean): Promise<void> {
-  const earlier = (keepMetrics ? [TRACE_FILE] : [METRICS_FILE, TRACE_FILE]).filter((name) =>
-    existsSync(join(runDir, name)),
-  );
-  if (earlier.length === 0) return;
-  for (const name of earlier) await rm(join(runDir, name), { force: true });
+async function removeEarlierMetrics(runDir: string, keepMetrics: boolean): Promise<void> {
+  const file = join(runDir, METRICS_FILE);
+  if (keepMetrics || !existsSync(file)) return;
+  await rm(file, { force: true });
   log().info(
-    { runDir, removed: earlier },
-    `removed ${earlier.join(' and ')} of an earlier run in ${runDir} that wrote no checkpoint`,
+    { runDir, removed: [METRICS_FILE] },
+    `removed ${METRICS_FILE} of an earlier run in ${runDir} that wrote no checkpoint`,
   );
 }

@@ -1,7 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { RunObservers } from '../../src/coordinator/observe/run-observers.js';
 import { parseTraceSteps, TraceWriter } from '../../src/coordinator/observe/trace-writer.js';
 import { UserError } from '../../src/shared/errors.js';
 
@@ -101,5 +102,25 @@ describe('TraceWriter', () => {
       [1, 'all-reduce buckets 1'],
       [2, 'all-reduce buckets 2'],
     ]);
+  });
+});
+
+describe('RunObservers.openTrace', () => {
+  it('keeps the trace an earlier coordinator of the folder wrote, under the next free number', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tfjs-ddp-trace-'));
+    // A killed coordinator's trace ends without its closing bracket.
+    writeFileSync(join(dir, 'trace.json'), '[\n{"name":"first"}');
+    writeFileSync(join(dir, 'trace-1.json'), '[]');
+    const observers = await RunObservers.start({
+      httpPort: 0,
+      httpHost: '127.0.0.1',
+      trace: { first: 1, last: 5 },
+    });
+    observers.openTrace(dir);
+    await observers.close();
+    expect(readdirSync(dir).sort()).toEqual(['trace-1.json', 'trace-2.json', 'trace.json']);
+    expect(readFileSync(join(dir, 'trace-2.json'), 'utf8')).toBe('[\n{"name":"first"}');
+    expect(readFileSync(join(dir, 'trace-1.json'), 'utf8')).toBe('[]');
+    expect(Array.isArray(JSON.parse(readFileSync(join(dir, 'trace.json'), 'utf8')))).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EvaluationMetrics, StepMetrics } from '../../gen/tfjs_ddp/v1/coordinator.js';
 import { log } from '../../shared/logging/logger.js';
@@ -65,10 +66,21 @@ export class RunObservers {
     return `http://${host === '0.0.0.0' || host === '[::]' ? 'localhost' : host}:${this.server.port}/`;
   }
 
-  /** Starts <runDir>/trace.json when --trace asked for it. */
+  /**
+   * Starts <runDir>/trace.json when --trace asked for it. One that an earlier coordinator of
+   * the folder wrote (it was killed, or the run is resumed) is kept as trace-K.json, K the
+   * first number free: its timeline is what explains a crash.
+   */
   openTrace(runDir: string): void {
     if (!this.settings.trace || this.trace) return;
-    this.trace = new TraceWriter(join(runDir, TRACE_FILE), this.startedMs, this.settings.trace);
+    const path = join(runDir, TRACE_FILE);
+    if (existsSync(path)) {
+      let k = 1;
+      while (existsSync(join(runDir, `trace-${k}.json`))) k++;
+      renameSync(path, join(runDir, `trace-${k}.json`));
+      log().info(`kept the earlier ${TRACE_FILE} of ${runDir} as trace-${k}.json`);
+    }
+    this.trace = new TraceWriter(path, this.startedMs, this.settings.trace);
     this.events.add(this.trace);
     log().info(
       `recording the timeline of steps ${describe(this.settings.trace)} into ${TRACE_FILE}`,
