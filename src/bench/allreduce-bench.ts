@@ -114,6 +114,11 @@ async function measure(opts: AllreduceBenchOptions, hosts: BenchHost[]): Promise
     duplexMBps: [...before.duplexMBps, ...after.duplexMBps],
   };
   const tcpReferenceMBps = median(tcpRounds.streamMBps);
+  // One size's figures from each rank's times, and each iteration's slowest rank.
+  const row = (bytes: number, perRank: number[][]) => ({
+    ...bandwidthRow(bytes, perRank, tcpReferenceMBps),
+    iterationMs: perRank[0].map((_, k) => Math.max(...perRank.map((t) => t[k]))),
+  });
   return {
     workers: opts.workers,
     algo: opts.algo,
@@ -134,21 +139,21 @@ async function measure(opts: AllreduceBenchOptions, hosts: BenchHost[]): Promise
     gloo: gloo && {
       python: gloo.python,
       torch: gloo.torch,
-      results: opts.sizes.map((bytes, i) => {
-        const perRank = gloo.timesMs.map((sizes) => sizes[i]);
-        return {
-          ...bandwidthRow(bytes, perRank, tcpReferenceMBps),
-          iterationMs: perRank[0].map((_, k) => Math.max(...perRank.map((t) => t[k]))),
-        };
-      }),
+      results: opts.sizes.map((bytes, i) =>
+        row(
+          bytes,
+          gloo.timesMs.map((sizes) => sizes[i]),
+        ),
+      ),
     },
     results: opts.sizes.map((bytes, i) => {
-      const perRank = timesMs.map((sizes) => sizes[i]);
       return {
-        ...bandwidthRow(bytes, perRank, tcpReferenceMBps),
+        ...row(
+          bytes,
+          timesMs.map((sizes) => sizes[i]),
+        ),
         iterations: iters[i],
         warmup: warmup[i],
-        iterationMs: perRank[0].map((_, k) => Math.max(...perRank.map((t) => t[k]))),
         cpuMs: median(
           cpuMs[0][i].map((_, k) => cpuMs.reduce((s, sizes) => s + sizes[i][k], 0) / opts.workers),
         ),

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { UserError } from '../shared/errors.js';
+import { onBenchExit } from './exit-hooks.js';
 
 /** PyTorch's gloo all-reduce: the peer `bench allreduce --gloo` is compared with. */
 export interface GlooRun {
@@ -105,12 +106,15 @@ function runRank(
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // A stopped benchmark (SIGINT, SIGTERM, a failed rank) leaves no Python rank behind.
+    const forget = onBenchExit(() => child.kill('SIGKILL'));
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
     child.on('close', (code) => {
+      forget();
       if (code !== 0) {
         reject(
           new Error(
